@@ -1,0 +1,1 @@
+"""api process shell (see docs/architecture.md); filled in by its issue."""

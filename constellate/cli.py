@@ -1,0 +1,156 @@
+"""The ``constellate`` command: the composition root that wires settings, store and embedder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+
+from constellate.config import Settings, get_settings
+from constellate.datasets import FieldMap, ReadReport, read_tickets
+from constellate.exceptions import ConstellateError
+
+_MAX_LISTED_ERRORS = 20
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return get_settings(data_dir=data_dir)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory of the embedded store (default: $CONSTELLATE_DATA_DIR or ./.constellate).",
+)
+
+
+@click.group()
+def main() -> None:
+    """constellate: continuous clustering of support tickets."""
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="Default: by suffix."
+)
+@click.option("--text-field", default="text", show_default=True)
+@click.option("--id-field", default="id", show_default=True)
+@click.option("--created-at-field", default="created_at", show_default=True)
+@click.option("--strict", is_flag=True, help="Any bad row fails the command before anything is written.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@data_dir_option
+def ingest(
+    path: Path,
+    fmt: str | None,
+    text_field: str,
+    id_field: str,
+    created_at_field: str,
+    strict: bool,
+    as_json: bool,
+    data_dir: Path | None,
+) -> None:
+    """Embed the tickets in PATH (JSONL or CSV) and store them. Bad rows are reported and skipped.
+
+    Exit status: 0 when every good row was stored (bad rows, if any, are listed), 1 when --strict
+    refused the file or no row could be stored, 2 for usage errors.
+    """
+    settings = _settings(data_dir)
+    try:
+        report = read_tickets(
+            path, fmt, FieldMap(text_field, id_field, created_at_field), settings.max_text_chars
+        )
+    except ConstellateError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if strict and report.errors:
+        _print_ingest_summary(report, stored=0, as_json=as_json, refused=True)
+        sys.exit(1)
+
+    stored = 0
+    if report.tickets:
+        from tqdm import tqdm
+
+        from constellate.embedding import load_embedder
+        from constellate.ingest import ingest_tickets
+        from constellate.store import open_store
+
+        embedder = load_embedder(settings.model, settings.embed_batch_size, settings.device)
+        with (
+            open_store(settings) as store,
+            tqdm(
+                total=len(report.tickets), unit="ticket", desc="embedding", disable=as_json, file=sys.stderr
+            ) as bar,
+        ):
+            stored = ingest_tickets(
+                report.tickets, store, embedder, chunk_size=settings.upsert_batch_size, progress=bar.update
+            )
+            store.optimize()
+    _print_ingest_summary(report, stored=stored, as_json=as_json, refused=False)
+    if stored == 0 and report.errors:
+        sys.exit(1)
+
+
+def _print_ingest_summary(report: ReadReport, stored: int, as_json: bool, refused: bool) -> None:
+    skipped = [{"line": e.line, "reason": e.reason} for e in report.errors]
+    if as_json:
+        _echo_json(
+            {
+                "read": report.rows,
+                "stored": stored,
+                "skipped": len(skipped),
+                "duplicates": report.duplicates,
+                "refused": refused,
+                "errors": skipped,
+            }
+        )
+        return
+    out = click.echo
+    if refused:
+        out(f"refused (--strict): {len(skipped)} bad row(s); nothing was written", err=True)
+    out(
+        f"read {report.rows} rows, stored {stored}, skipped {len(skipped)}"
+        + (f", {report.duplicates} duplicate id(s) collapsed" if report.duplicates else "")
+    )
+    for err in report.errors[:_MAX_LISTED_ERRORS]:
+        out(f"  line {err.line}: {err.reason}", err=True)
+    if len(report.errors) > _MAX_LISTED_ERRORS:
+        counts = Counter(e.reason.split(":")[0] for e in report.errors)
+        more = len(report.errors) - _MAX_LISTED_ERRORS
+        out(f"  … and {more} more; by reason: {dict(counts)}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@data_dir_option
+def status(as_json: bool, data_dir: Path | None) -> None:
+    """Show how many tickets, clusters and outliers the store holds, and the last run."""
+    from constellate.status import store_status
+    from constellate.store import open_store
+
+    settings = _settings(data_dir)
+    try:
+        with open_store(settings) as store:
+            info = store_status(store)
+    except ConstellateError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        _echo_json(info)
+        return
+    click.echo(f"tickets:  {info['tickets']}")
+    click.echo(f"clusters: {info['clusters']}")
+    click.echo(f"outliers: {info['outliers']}")
+    last = info["last_run"]
+    click.echo("last run: " + (f"{last.get('run_id')} ({last.get('status')})" if last else "none"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""Exceptions raised by the constellate core."""
+
+
+class ConstellateError(Exception):
+    """Base class for errors the user can act on."""
+
+
+class InputError(ConstellateError):
+    """Input (a file, a request, a flag) was refused; the message says why."""
+
+
+class StoreError(ConstellateError):
+    """The vector store could not be opened or answered with an error."""

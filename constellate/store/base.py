@@ -1,0 +1,109 @@
+"""The VectorStore protocol, its record types and a backend-neutral filter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from constellate.tickets import Ticket
+
+# Payload fields written on every ticket point.
+TICKET_INDEXES = {
+    "ticket_id": "keyword",
+    "cluster_id": "integer",
+    "is_outlier": "bool",
+    "created_at": "datetime",
+}
+
+
+@dataclass(frozen=True)
+class Match:
+    """``key == value`` on a payload field."""
+
+    key: str
+    value: str | int | bool
+
+
+@dataclass(frozen=True)
+class MatchAny:
+    """``key in values``."""
+
+    key: str
+    values: tuple[str, ...] | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """``gte <= key < lt`` on an RFC 3339 datetime field (either bound optional)."""
+
+    key: str
+    gte: str | None = None
+    lt: str | None = None
+
+
+Condition = Match | MatchAny | DateRange
+
+
+@dataclass(frozen=True)
+class Filter:
+    """All of ``must`` and none of ``must_not``."""
+
+    must: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.must_not)
+
+
+@dataclass
+class Record:
+    """A point read back from the store."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+    score: float | None = None
+
+
+@dataclass
+class VectorPage:
+    """One page of a full scan: point ids, their vectors (n, dim) and the requested payload fields."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+
+class VectorStore(Protocol):
+    """What constellate needs from Qdrant. Implemented once over a :class:`Collection` backend."""
+
+    def ensure_collections(self, dim: int) -> None: ...
+    def upsert_tickets(
+        self, tickets: Sequence[Ticket], vectors: np.ndarray, extra: Sequence[dict[str, Any]] | None = None
+    ) -> list[str]: ...
+    def get_ticket(self, ticket_id: str) -> Record | None: ...
+    def get_points(self, ids: Sequence[str], with_vector: bool = False) -> list[Record]: ...
+    def iter_vectors(
+        self, page_size: int = 2048, fields: Sequence[str] = (), filter: Filter | None = None
+    ) -> Iterator[VectorPage]: ...
+    def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
+    def search(self, vector: np.ndarray, limit: int = 10, filter: Filter | None = None) -> list[Record]: ...
+    def scroll_tickets(
+        self, filter: Filter | None = None, limit: int = 100, offset: str | None = None
+    ) -> tuple[list[Record], str | None]: ...
+    def count(self, filter: Filter | None = None) -> int: ...
+    def facet(self, key: str, filter: Filter | None = None, limit: int = 10_000) -> dict[Any, int]: ...
+    def upsert_clusters(self, clusters: Sequence[dict[str, Any]], centroids: np.ndarray) -> None: ...
+    def delete_clusters(self, cluster_ids: Sequence[int]) -> None: ...
+    def list_clusters(self, with_vector: bool = False) -> list[Record]: ...
+    def get_cluster(self, cluster_id: int) -> Record | None: ...
+    def save_run(self, run: dict[str, Any]) -> None: ...
+    def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]: ...
+    def get_state(self) -> dict[str, Any]: ...
+    def set_state(self, state: dict[str, Any]) -> None: ...
+    def optimize(self) -> None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,152 @@
+"""qdrant-client adapter: a Qdrant server (``CONSTELLATE_QDRANT_URL``) or its ``:memory:`` mode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from constellate.store.base import DateRange, Filter, Match, MatchAny, Record
+
+_SCHEMA = {
+    "keyword": qm.PayloadSchemaType.KEYWORD,
+    "integer": qm.PayloadSchemaType.INTEGER,
+    "bool": qm.PayloadSchemaType.BOOL,
+    "datetime": qm.PayloadSchemaType.DATETIME,
+    "float": qm.PayloadSchemaType.FLOAT,
+}
+
+
+def _condition(cond: Match | MatchAny | DateRange) -> qm.FieldCondition:
+    if isinstance(cond, Match):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
+    if isinstance(cond, MatchAny):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
+    return qm.FieldCondition(key=cond.key, range=qm.DatetimeRange(gte=cond.gte, lt=cond.lt))
+
+
+def to_client_filter(flt: Filter | None) -> qm.Filter | None:
+    """Translate the neutral filter to qdrant-client's models."""
+    if not flt:
+        return None
+    return qm.Filter(
+        must=[_condition(c) for c in flt.must] or None,
+        must_not=[_condition(c) for c in flt.must_not] or None,
+    )
+
+
+def _record(point: Any, with_vector: bool) -> Record:
+    vector = None
+    if with_vector and point.vector is not None:
+        vector = np.asarray(point.vector, dtype=np.float32)
+    return Record(
+        id=str(point.id),
+        payload=dict(point.payload or {}),
+        vector=vector,
+        score=getattr(point, "score", None),
+    )
+
+
+class ClientCollection:
+    """One collection on a Qdrant server reached through qdrant-client."""
+
+    def __init__(self, client: QdrantClient, name: str, write_batch: int = 512) -> None:
+        self.client = client
+        self.name = name
+        self.write_batch = write_batch
+
+    def exists(self) -> bool:
+        return bool(self.client.collection_exists(self.name))
+
+    def create(self, dim: int, indexes: dict[str, str]) -> None:
+        if not self.exists():
+            self.client.create_collection(
+                self.name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+            )
+        existing = self.client.get_collection(self.name).payload_schema or {}
+        for field, kind in indexes.items():
+            if field not in existing:
+                self.client.create_payload_index(self.name, field_name=field, field_schema=_SCHEMA[kind])
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        points = [
+            qm.PointStruct(id=pid, vector=vec.tolist(), payload=payload)
+            for pid, vec, payload in zip(ids, np.asarray(vectors, dtype=np.float32), payloads, strict=True)
+        ]
+        if points:
+            self.client.upsert(self.name, points=points, wait=True)
+
+    def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        for start in range(0, len(updates), self.write_batch):
+            ops = [
+                qm.SetPayloadOperation(set_payload=qm.SetPayload(payload=payload, points=[pid]))
+                for pid, payload in updates[start : start + self.write_batch]
+            ]
+            self.client.batch_update_points(self.name, update_operations=ops, wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids and self.exists():
+            self.client.delete(self.name, points_selector=qm.PointIdsList(points=list(ids)), wait=True)
+
+    def retrieve(self, ids: Sequence[str], with_vector: bool = False) -> list[Record]:
+        if not ids or not self.exists():
+            return []
+        points = self.client.retrieve(self.name, ids=list(ids), with_payload=True, with_vectors=with_vector)
+        return [_record(p, with_vector) for p in points]
+
+    def scroll(
+        self,
+        filter: Filter | None,
+        limit: int,
+        offset: str | None,
+        with_vector: bool = False,
+        fields: Sequence[str] | None = None,
+    ) -> tuple[list[Record], str | None]:
+        if not self.exists():
+            return [], None
+        with_payload: bool | list[str] = True if fields is None else list(fields) or False
+        points, next_offset = self.client.scroll(
+            self.name,
+            scroll_filter=to_client_filter(filter),
+            limit=limit,
+            offset=offset,
+            with_payload=with_payload,
+            with_vectors=with_vector,
+        )
+        return [_record(p, with_vector) for p in points], (
+            str(next_offset) if next_offset is not None else None
+        )
+
+    def query(self, vector: np.ndarray, limit: int, filter: Filter | None) -> list[Record]:
+        if not self.exists():
+            return []
+        response = self.client.query_points(
+            self.name,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            query_filter=to_client_filter(filter),
+            limit=limit,
+            with_payload=True,
+        )
+        return [_record(p, False) for p in response.points]
+
+    def count(self, filter: Filter | None) -> int:
+        if not self.exists():
+            return 0
+        return int(self.client.count(self.name, count_filter=to_client_filter(filter), exact=True).count)
+
+    def facet(self, key: str, filter: Filter | None, limit: int) -> dict[Any, int]:
+        if not self.exists():
+            return {}
+        response = self.client.facet(
+            self.name, key=key, facet_filter=to_client_filter(filter), limit=limit, exact=True
+        )
+        return {hit.value: int(hit.count) for hit in response.hits}
+
+    def optimize(self) -> None:
+        """The server optimises in the background; nothing to do."""
+
+    def close(self) -> None:
+        """The client is shared by the store and closed there."""

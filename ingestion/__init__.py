@@ -1,0 +1,1 @@
+"""ingestion process shell (see docs/architecture.md); filled in by its issue."""

@@ -1,0 +1,178 @@
+"""One behaviour suite run against both adapters (qdrant-edge on disk, qdrant-client :memory:)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from constellate.exceptions import StoreError
+from constellate.store import DateRange, Filter, Match, MatchAny, edge_store
+from constellate.tickets import Ticket, point_id
+
+DIM = 8
+
+
+def _tickets(n: int, prefix: str = "t", day: int = 1) -> list[Ticket]:
+    return [
+        Ticket(
+            id=f"{prefix}{i}",
+            text=f"ticket {i}",
+            created_at=f"2026-01-{day:02d}T00:00:00Z",
+            metadata={"i": i},
+        )
+        for i in range(n)
+    ]
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_empty_store_reads_as_empty(store) -> None:
+    assert store.count() == 0
+    assert store.get_ticket("nope") is None
+    assert list(store.iter_vectors()) == []
+    assert store.list_clusters() == []
+    assert store.list_runs() == []
+    assert store.get_state() == {}
+
+
+def test_upsert_before_ensure_is_refused(store) -> None:
+    with pytest.raises(StoreError):
+        store.upsert_tickets(_tickets(1), _vectors(1))
+
+
+def test_upsert_and_get_by_ticket_id(store) -> None:
+    store.ensure_collections(DIM)
+    tickets = _tickets(3)
+    ids = store.upsert_tickets(tickets, _vectors(3))
+    assert ids == [point_id("t0"), point_id("t1"), point_id("t2")]
+    got = store.get_ticket("t1")
+    assert got is not None
+    assert got.id == point_id("t1")
+    assert got.payload["ticket_id"] == "t1"
+    assert got.payload["text"] == "ticket 1"
+    assert got.payload["metadata"] == {"i": 1}
+    assert got.payload["created_at"] == "2026-01-01T00:00:00Z"
+
+
+def test_reingest_updates_instead_of_duplicating(store) -> None:
+    store.ensure_collections(DIM)
+    store.upsert_tickets(_tickets(50), _vectors(50, seed=1))
+    changed = [Ticket(id="t7", text="changed text", created_at="2026-01-02T00:00:00Z")]
+    store.upsert_tickets(_tickets(50), _vectors(50, seed=2))
+    store.upsert_tickets(changed, _vectors(1, seed=3))
+    assert store.count() == 50
+    assert store.get_ticket("t7").payload["text"] == "changed text"
+
+
+def test_iter_vectors_pages_through_everything(store) -> None:
+    store.ensure_collections(DIM)
+    vectors = _vectors(25)
+    ids = store.upsert_tickets(_tickets(25), vectors)
+    pages = list(store.iter_vectors(page_size=10, fields=["ticket_id"]))
+    assert [len(p.ids) for p in pages] == [10, 10, 5]
+    seen = {pid: vec for p in pages for pid, vec in zip(p.ids, p.vectors, strict=True)}
+    assert set(seen) == set(ids)
+    by_id = dict(zip(ids, vectors, strict=True))
+    for pid, vec in seen.items():
+        np.testing.assert_allclose(vec, by_id[pid], atol=1e-5)
+    assert all(set(payload) == {"ticket_id"} for p in pages for payload in p.payloads)
+
+
+def test_set_payloads_merges_fields_and_filters_see_them(store) -> None:
+    store.ensure_collections(DIM)
+    ids = store.upsert_tickets(_tickets(10), _vectors(10))
+    updates = [
+        (pid, {"cluster_id": i % 3, "is_outlier": i == 4, "outlier_score": i / 10})
+        for i, pid in enumerate(ids)
+    ]
+    store.set_payloads(updates)
+    t4 = store.get_ticket("t4").payload
+    assert t4["text"] == "ticket 4"  # merged, not replaced
+    assert t4["cluster_id"] == 1 and t4["is_outlier"] is True
+    assert store.count(Filter(must=(Match("cluster_id", 0),))) == 4
+    assert store.count(Filter(must=(Match("is_outlier", True),))) == 1
+    assert store.facet("cluster_id") == {0: 4, 1: 3, 2: 3}
+    assert (
+        store.count(Filter(must=(MatchAny("cluster_id", (1, 2)),), must_not=(Match("is_outlier", True),)))
+        == 5
+    )
+
+
+def test_search_honours_the_filter(store) -> None:
+    store.ensure_collections(DIM)
+    vectors = _vectors(40, seed=5)
+    ids = store.upsert_tickets(_tickets(40), vectors)
+    store.set_payloads([(pid, {"cluster_id": i % 4}) for i, pid in enumerate(ids)])
+    hits = store.search(vectors[3], limit=5)
+    assert hits[0].id == ids[3]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    filtered = store.search(vectors[3], limit=50, filter=Filter(must=(Match("cluster_id", 2),)))
+    assert len(filtered) == 10
+    assert all(h.payload["cluster_id"] == 2 for h in filtered)
+    scores = [h.score for h in filtered]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_date_range_filter(store) -> None:
+    store.ensure_collections(DIM)
+    store.upsert_tickets(_tickets(3, "a", day=1), _vectors(3, 1))
+    store.upsert_tickets(_tickets(4, "b", day=5), _vectors(4, 2))
+    assert store.count(Filter(must=(DateRange("created_at", gte="2026-01-03T00:00:00Z"),))) == 4
+    assert store.count(Filter(must=(DateRange("created_at", lt="2026-01-03T00:00:00Z"),))) == 3
+
+
+def test_scroll_tickets_pages_with_offset(store) -> None:
+    store.ensure_collections(DIM)
+    store.upsert_tickets(_tickets(7), _vectors(7))
+    first, offset = store.scroll_tickets(limit=4)
+    assert len(first) == 4 and offset is not None
+    rest, end = store.scroll_tickets(limit=4, offset=offset)
+    assert len(rest) == 3 and end is None
+    assert {r.payload["ticket_id"] for r in first + rest} == {f"t{i}" for i in range(7)}
+
+
+def test_cluster_catalogue_roundtrip(store) -> None:
+    store.ensure_collections(DIM)
+    centroids = _vectors(3, seed=9)
+    clusters = [
+        {"cluster_id": c, "name": f"topic {c}", "size": 10 * c, "keywords": ["a", "b"]} for c in (2, 0, 5)
+    ]
+    store.upsert_clusters(clusters, centroids)
+    listed = store.list_clusters()
+    assert [r.payload["cluster_id"] for r in listed] == [0, 2, 5]
+    five = store.get_cluster(5)
+    assert five.payload["name"] == "topic 5"
+    np.testing.assert_allclose(five.vector, centroids[2], atol=1e-5)
+    store.delete_clusters([2])
+    assert [r.payload["cluster_id"] for r in store.list_clusters()] == [0, 5]
+    assert store.get_cluster(2) is None
+
+
+def test_runs_and_state(store) -> None:
+    store.ensure_collections(DIM)
+    store.save_run({"run_id": "r1", "started_at": "2026-01-01T00:00:00Z", "status": "running"})
+    store.save_run({"run_id": "r2", "started_at": "2026-01-02T00:00:00Z", "status": "succeeded"})
+    store.save_run({"run_id": "r1", "started_at": "2026-01-01T00:00:00Z", "status": "failed"})
+    assert [r["run_id"] for r in store.list_runs()] == ["r2", "r1"]
+    assert store.get_run("r1")["status"] == "failed"
+    assert store.get_run("zzz") is None
+    store.set_state({"current_run": "r2"})
+    assert store.get_state() == {"current_run": "r2"}
+
+
+def test_edge_store_persists_across_reopen(settings) -> None:
+    s = edge_store(settings)
+    s.ensure_collections(DIM)
+    s.upsert_tickets(_tickets(30), _vectors(30))
+    s.set_state({"current_run": "r9"})
+    s.close()
+    again = edge_store(settings)
+    try:
+        assert again.count() == 30
+        assert again.get_state() == {"current_run": "r9"}
+        assert again.get_ticket("t29").payload["metadata"] == {"i": 29}
+    finally:
+        again.close()

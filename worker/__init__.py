@@ -1,0 +1,1 @@
+"""worker process shell (see docs/architecture.md); filled in by its issue."""
