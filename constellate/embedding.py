@@ -48,7 +48,10 @@ class SentenceTransformerEmbedder:
         self.name = model
         self.batch_size = batch_size
         self.model: SentenceTransformer = SentenceTransformer(path, device=device)
-        self._dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        dim_of = getattr(self.model, "get_embedding_dimension", None) or (
+            self.model.get_sentence_embedding_dimension
+        )
+        self._dim = int(dim_of() or 0)
 
     @property
     def dim(self) -> int:
