@@ -128,6 +128,115 @@ def _print_ingest_summary(report: ReadReport, stored: int, as_json: bool, refuse
         out(f"  … and {more} more; by reason: {dict(counts)}", err=True)
 
 
+algorithm_option = click.option(
+    "--algorithm",
+    type=click.Choice(["hdbscan", "kmeans", "minibatch_kmeans", "dbscan"]),
+    default=None,
+    help="Clusterer (default: $CONSTELLATE_ALGORITHM or hdbscan).",
+)
+
+
+def _naming(settings: Settings):
+    from constellate.embedding import load_embedder
+    from constellate.naming import KeyBERTNamer
+
+    embedder = load_embedder(settings.model, settings.embed_batch_size, settings.device)
+    return embedder, KeyBERTNamer(embedder, top_n=settings.name_keywords)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+@click.option("--top", default=15, show_default=True, help="Clusters to list.")
+@algorithm_option
+@data_dir_option
+def recluster(as_json: bool, top: int, algorithm: str | None, data_dir: Path | None) -> None:
+    """Recluster every stored ticket now, in this process, and print the run summary."""
+    from constellate.recluster import recluster as run_recluster
+    from constellate.store import open_store
+
+    settings = get_settings(data_dir=data_dir, algorithm=algorithm)
+    _, namer = _naming(settings)
+
+    def progress(message: str) -> None:
+        click.echo(f"… {message}", err=True)
+
+    try:
+        with open_store(settings) as store:
+            run = run_recluster(store, settings, namer=namer, progress=progress)
+            clusters = store.list_clusters(run["run_id"]) if run["status"] == "succeeded" else []
+    except ConstellateError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        _echo_json(run)
+        return
+    if run["status"] != "succeeded":
+        click.echo(f"run {run['run_id']}: {run['status']} ({run.get('reason', '')})")
+        return
+    counts = Counter(e["event"] for e in run["events"])
+    click.echo(
+        f"run {run['run_id']}: {run['n_points']} tickets -> {run['n_clusters']} clusters, "
+        f"{run['outlier_fraction']:.1%} outliers, {run['seconds']['total']:.1f} s "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+    )
+    click.echo(f"{'id':>5}  {'size':>6}  name")
+    for record in sorted(clusters, key=lambda r: -int(r.payload["size"]))[:top]:
+        p = record.payload
+        click.echo(f"{p['cluster_id']:>5}  {p['size']:>6}  {p['name']}")
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(["banking77", "clinc", "hwu", "stackoverflow", "mcid"]))
+@click.option("--input", "input_path", type=click.Path(path_type=Path), help="A JSONL/CSV file with labels.")
+@click.option("--label-field", default=None, help="Gold label field of --input.")
+@click.option("--text-field", default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@algorithm_option
+def evaluate(
+    dataset: str | None,
+    input_path: Path | None,
+    label_field: str | None,
+    text_field: str,
+    as_json: bool,
+    algorithm: str | None,
+) -> None:
+    """Run the pipeline on a labelled dataset in a temporary store and score it against the labels."""
+    from constellate.datasets import LabelledText, load_labelled
+    from constellate.evaluate import evaluate as run_evaluate
+
+    if (dataset is None) == (input_path is None):
+        raise click.UsageError("give exactly one of --dataset or --input")
+    settings = get_settings(algorithm=algorithm)
+    try:
+        if dataset:
+            items = load_labelled(dataset)
+        else:
+            if not label_field:
+                raise click.UsageError("--input needs --label-field")
+            report = read_tickets(input_path, None, FieldMap(text=text_field), settings.max_text_chars)
+            items = [
+                LabelledText(t.text, str(t.metadata[label_field]))
+                for t in report.tickets
+                if t.metadata.get(label_field) not in (None, "")
+            ]
+            if len(items) < len(report.tickets) or report.errors:
+                click.echo(
+                    f"skipped {len(report.errors)} bad rows and {len(report.tickets) - len(items)} "
+                    f"rows without {label_field!r}",
+                    err=True,
+                )
+            if not items:
+                raise click.ClickException("no labelled rows to evaluate")
+        embedder, namer = _naming(settings)
+        result = run_evaluate(items, settings, embedder, namer)
+    except ConstellateError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        _echo_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key:>17}: {value}")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @data_dir_option
@@ -148,6 +257,7 @@ def status(as_json: bool, data_dir: Path | None) -> None:
     click.echo(f"tickets:  {info['tickets']}")
     click.echo(f"clusters: {info['clusters']}")
     click.echo(f"outliers: {info['outliers']}")
+    click.echo(f"current run: {info['current_run'] or 'none'}")
     last = info["last_run"]
     click.echo("last run: " + (f"{last.get('run_id')} ({last.get('status')})" if last else "none"))
 

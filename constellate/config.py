@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,29 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, le=4096)
     upsert_batch_size: int = Field(512, ge=1, le=65536)
     max_text_chars: int = Field(10_000, ge=1, description="Longer ticket texts are refused.")
+
+    # -- reclustering ---------------------------------------------------------------------------
+    algorithm: Literal["hdbscan", "kmeans", "minibatch_kmeans", "dbscan"] = "hdbscan"
+    reduction: Literal["auto", "none", "pca", "umap"] = "auto"
+    fit_sample_size: int = Field(20_000, ge=100, description="Cluster on at most this many; assign the rest.")
+    umap_min_points: int = Field(500, ge=10, description="Below this fit size, auto reduction uses PCA.")
+    min_cluster_size: int | None = Field(None, ge=2, description="HDBSCAN; unset = sqrt(fit size) / 2.")
+    n_clusters: int | None = Field(None, ge=1, description="KMeans k; unset = number of density clusters.")
+    dbscan_eps: float | None = Field(
+        None, gt=0, description="DBSCAN cosine eps; unset = median kNN distance."
+    )
+    outlier_share: float = Field(0.05, ge=0.0, le=0.5, description="Share of tickets flagged as outliers.")
+    seed: int = 42
+    name_keywords: int = Field(4, ge=1, le=10, description="Keywords kept per cluster.")
+    name_drift: float = Field(
+        0.25, ge=0.0, le=1.0, description="A continued cluster is renamed when keyword overlap falls below."
+    )
+    exemplars: int = Field(5, ge=0, le=50)
+
+    # -- worker -----------------------------------------------------------------------------------
+    recluster_interval_seconds: float = Field(3600.0, gt=0)
+    recluster_min_new_tickets: int = Field(50, ge=0, description="Beat skips the run below this many.")
+    recluster_lock_seconds: int = Field(3 * 3600, ge=60, description="Lock timeout: above the longest run.")
 
     tickets_collection: str = "tickets"
     clusters_collection: str = "clusters"

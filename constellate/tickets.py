@@ -37,6 +37,11 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc_now_precise() -> str:
+    """Current UTC time in RFC 3339 with milliseconds (orders records made within one second)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def normalize_timestamp(value: Any) -> str:
     """Parse an ISO 8601 string or epoch seconds into RFC 3339 UTC; raise ValueError if not a time."""
     if isinstance(value, bool):

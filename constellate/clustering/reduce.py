@@ -1,0 +1,65 @@
+"""Reduction stages: vectors (n, d) -> a lower-dimensional space the clusterer works in."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Reducer(Protocol):
+    """``fit_transform`` learns the projection on the fit sample."""
+
+    name: str
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray: ...
+
+
+class NoReduction:
+    """Cluster in the original space."""
+
+    name = "none"
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors
+
+
+class PCAReducer:
+    """PCA to ``n_components`` (fast at any N: ≤ 1.3 s at 500k measured)."""
+
+    name = "pca"
+
+    def __init__(self, n_components: int = 50, seed: int = 42) -> None:
+        self.n_components = n_components
+        self.seed = seed
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        from sklearn.decomposition import PCA
+
+        k = max(1, min(self.n_components, vectors.shape[0] - 1, vectors.shape[1]))
+        return PCA(k, random_state=self.seed).fit_transform(vectors).astype(np.float32)
+
+
+class UMAPReducer:
+    """UMAP with cosine metric and ``min_dist=0`` (packs clusters tightly for density clustering)."""
+
+    name = "umap"
+
+    def __init__(self, n_components: int = 10, n_neighbors: int = 15, seed: int = 42) -> None:
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.seed = seed
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        import umap
+
+        n = vectors.shape[0]
+        reducer = umap.UMAP(
+            n_components=min(self.n_components, max(2, n - 2)),
+            n_neighbors=max(2, min(self.n_neighbors, n - 1)),
+            min_dist=0.0,
+            metric="cosine",
+            random_state=self.seed,
+            n_jobs=1,  # a fixed seed forces one thread anyway; saying so silences umap's warning
+        )
+        return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)

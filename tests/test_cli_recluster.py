@@ -1,0 +1,111 @@
+"""`constellate recluster` and `constellate evaluate` with the real model on Banking77."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from constellate.cli import main
+from constellate.config import Settings
+from constellate.datasets import load_banking77
+from constellate.labels import ticket_view
+from constellate.store import edge_store
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in rows))
+    return path
+
+
+def _live_labels(data_dir: Path) -> dict[str, tuple[int, str]]:
+    store = edge_store(Settings(data_dir=data_dir))
+    try:
+        slot = store.get_state()["slot"]
+        out = {}
+        offset = None
+        while True:
+            records, offset = store.scroll_tickets(limit=2048, offset=offset)
+            for r in records:
+                v = ticket_view(r.payload, slot)
+                out[v["ticket_id"]] = (v["cluster_id"], v["cluster_name"])
+            if offset is None:
+                return out
+    finally:
+        store.close()
+
+
+def test_recluster_is_stable_and_a_new_intent_is_born(tmp_path: Path, real_embedder) -> None:
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for item in load_banking77(["train"]):
+        by_label[item.label].append(item.text)
+    labels = sorted(by_label)[:9]
+    base = [(f"{lab}-{i}", t) for lab in labels[:8] for i, t in enumerate(by_label[lab][:110])]
+    extra = [(f"{labels[8]}-{i}", t) for i, t in enumerate(by_label[labels[8]][:110])]  # 12.5 % more
+    data_dir = tmp_path / "d"
+
+    assert (
+        _run("ingest", str(_write(tmp_path / "a.jsonl", base)), "--data-dir", str(data_dir), "--json")[0] == 0
+    )
+    code, out = _run("recluster", "--data-dir", str(data_dir), "--json")
+    assert code == 0
+    first = json.loads(out)
+    assert first["status"] == "succeeded" and first["n_points"] == len(base)
+    assert first["n_clusters"] >= 6
+    labels1 = _live_labels(data_dir)
+
+    code, out = _run("recluster", "--data-dir", str(data_dir))  # the human-readable summary
+    assert code == 0 and "tickets ->" in out and "name" in out
+    labels2 = _live_labels(data_dir)
+    same = np.mean([labels1[k][0] == labels2[k][0] for k in labels1])
+    assert same >= 0.95
+    names1 = {cid: name for cid, name in labels1.values()}
+    names2 = {cid: name for cid, name in labels2.values()}
+    assert names1 == names2
+
+    assert (
+        _run("ingest", str(_write(tmp_path / "b.jsonl", extra)), "--data-dir", str(data_dir), "--json")[0]
+        == 0
+    )
+    code, out = _run("recluster", "--data-dir", str(data_dir), "--json")
+    third = json.loads(out)
+    born = {e["cluster_id"] for e in third["events"] if e["event"] == "born"}
+    assert born, third["events"]
+    labels3 = _live_labels(data_dir)
+    new_ids = [labels3[k][0] for k, _ in extra]
+    in_born = [labels3[k][0] in born for k in labels3]
+    new_share = np.mean([c in born for c in new_ids])
+    purity = sum(1 for k, _ in extra if labels3[k][0] in born) / max(sum(in_born), 1)
+    print(f"new intent: {new_share:.2f} in born clusters {sorted(born)}, born purity {purity:.2f}")
+    assert new_share >= 0.6  # most of the new intent lands in newly born clusters...
+    assert purity >= 0.8  # ...which hold little of the old tickets
+    kept = np.mean([labels3[k][0] == labels2[k][0] for k in labels2])
+    continued = sum(1 for e in third["events"] if e["event"] == "continued")
+    print(
+        f"old tickets that kept their cluster id: {kept:.3f}; clusters continued {continued}/{first['n_clusters']}"
+    )
+    # Measured: 0.79 of old tickets and 22 of 28 clusters kept their ids; the rest were fragments of
+    # the same intents merging (HDBSCAN splits intents by phrasing at this small size).
+    assert kept >= 0.75
+    assert continued >= 0.7 * first["n_clusters"]
+
+
+def test_evaluate_banking77_meets_the_quality_bar() -> None:
+    code, out = _run("evaluate", "--dataset", "banking77", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["n"] == 13083 and result["gold_labels"] == 77
+    assert result["v_measure"] >= 0.80
+    assert result["ari"] >= 0.50
+    assert result["outlier_fraction"] <= 0.12

@@ -1,0 +1,173 @@
+"""The recluster pipeline on the embedded store: labels, catalogue, stable ids, crash safety."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from constellate.config import Settings
+from constellate.labels import label_filter, slot_field, ticket_view
+from constellate.naming import KeyBERTNamer
+from constellate.recluster import recluster
+from constellate.status import store_status
+from constellate.store import Filter, Match, edge_store
+from tests.topics import topic_data
+
+
+@pytest.fixture
+def small_settings(tmp_path) -> Settings:
+    # 5 topics x 60 tickets: below umap_min_points, so PCA + HDBSCAN (no numba start-up in unit tests)
+    return Settings(data_dir=tmp_path / "data", min_cluster_size=20)
+
+
+@pytest.fixture
+def filled(small_settings):
+    store = edge_store(small_settings)
+    store.ensure_collections(32)
+    tickets, vectors, gold = topic_data(5, 60)
+    store.upsert_tickets(tickets, vectors)
+    yield store, tickets, gold
+    store.close()
+
+
+def _labels(store, tickets) -> tuple[list[int], list[str]]:
+    slot = store.get_state()["slot"]
+    views = [ticket_view(store.get_ticket(t.id).payload, slot) for t in tickets]
+    return [v["cluster_id"] for v in views], [v["cluster_name"] for v in views]
+
+
+def test_a_run_labels_every_ticket_and_writes_catalogue_and_record(
+    filled, small_settings, hash_embedder
+) -> None:
+    store, tickets, gold = filled
+    run = recluster(store, small_settings, namer=KeyBERTNamer(hash_embedder))
+    assert run["status"] == "succeeded" and run["n_points"] == 300 and run["n_clusters"] == 5
+    ids, names = _labels(store, tickets)
+    assert adjusted_rand_score(gold, ids) == 1.0
+    catalogue = store.list_clusters(run["run_id"])
+    assert sorted(c.payload["size"] for c in catalogue) == [60] * 5
+    by_id = {c.payload["cluster_id"]: c.payload for c in catalogue}
+    assert all(names[i] == by_id[ids[i]]["name"] for i in range(len(tickets)))
+    assert len({c["name"] for c in by_id.values()}) == 5  # distinct names
+    refund = by_id[ids[0]]  # topic 0 is about refunds
+    assert any("refund" in k for k in refund["keywords"]), refund
+    assert len(refund["exemplars"]) == 5 and all(e.startswith("t0-") for e in refund["exemplars"])
+    for key in ("silhouette", "davies_bouldin", "outlier_fraction", "seconds", "params", "events"):
+        assert key in run
+    assert set(run["seconds"]) >= {"read", "reduce", "cluster", "name", "write", "total"}
+    status = store_status(store)
+    assert status["clusters"] == 5 and status["current_run"] == run["run_id"]
+    assert status["outliers"] == pytest.approx(300 * small_settings.outlier_share, abs=2)
+    flagged = store.count(label_filter(store.get_state()["slot"], is_outlier=True))
+    assert flagged == status["outliers"]
+
+
+def test_rerun_on_unchanged_data_keeps_ids_and_names(filled, small_settings, hash_embedder) -> None:
+    store, tickets, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    first = recluster(store, small_settings, namer=namer)
+    ids1, names1 = _labels(store, tickets)
+    second = recluster(store, small_settings, namer=namer)
+    ids2, names2 = _labels(store, tickets)
+    assert first["slot"] != second["slot"]
+    same = np.mean(np.array(ids1) == np.array(ids2))
+    assert same >= 0.95
+    assert names1 == names2
+    assert {e["event"] for e in second["events"]} == {"continued"}
+    assert len(store.list_clusters(first["run_id"])) == 0  # old catalogue pruned after the switch
+
+
+def test_a_new_topic_is_born_and_others_keep_their_ids(filled, small_settings, hash_embedder) -> None:
+    store, tickets, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    recluster(store, small_settings, namer=namer)
+    before, _ = _labels(store, tickets)
+    fresh, vectors, _ = topic_data(1, 30, seed=5, prefix="new", start=6)  # 10 % more, a new topic
+    store.upsert_tickets(fresh, vectors)
+    run = recluster(store, small_settings, namer=namer)
+    after, _ = _labels(store, tickets)
+    assert np.mean(np.array(before) == np.array(after)) >= 0.95
+    born = [e for e in run["events"] if e["event"] == "born"]
+    assert len(born) == 1
+    new_ids, _ = _labels(store, fresh)
+    assert set(new_ids) == {born[0]["cluster_id"]}
+    assert born[0]["cluster_id"] not in set(before)
+
+
+def test_a_pinned_name_survives_and_a_drifted_one_is_renamed(filled, small_settings, hash_embedder) -> None:
+    store, _, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    run = recluster(store, small_settings, namer=namer)
+    catalogue = store.list_clusters(run["run_id"], with_vector=True)
+    pinned, drifted = catalogue[0], catalogue[1]
+    store.upsert_clusters(
+        run["run_id"],
+        [
+            {**pinned.payload, "name": "Refund requests", "pinned": True},
+            {**drifted.payload, "name_keywords": ["zzz"]},
+        ],
+        np.stack([pinned.vector, drifted.vector]),
+    )
+    run2 = recluster(store, small_settings, namer=namer)
+    names = {c.payload["cluster_id"]: c.payload for c in store.list_clusters(run2["run_id"])}
+    assert names[pinned.payload["cluster_id"]]["name"] == "Refund requests"
+    assert names[pinned.payload["cluster_id"]]["pinned"] is True
+    assert names[drifted.payload["cluster_id"]]["name"] == drifted.payload["name"]  # fresh name from keywords
+    assert names[drifted.payload["cluster_id"]]["name_keywords"] != ["zzz"]
+
+
+class _DiesMidWrite:
+    """Wraps a store so the label write-back dies after its first batch (a crash half-way)."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.calls = 0
+
+    def set_payloads(self, updates):
+        self.calls += 1
+        self._store.set_payloads(updates[: len(updates) // 2])
+        raise RuntimeError("worker killed during write-back")
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_run_that_dies_half_way_leaves_the_old_labels_live(filled, small_settings, hash_embedder) -> None:
+    store, tickets, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    good = recluster(store, small_settings, namer=namer)
+    before = _labels(store, tickets)
+    fresh, vectors, _ = topic_data(1, 30, seed=5, prefix="new", start=6)
+    store.upsert_tickets(fresh, vectors)
+    with pytest.raises(RuntimeError, match="killed"):
+        recluster(_DiesMidWrite(store), small_settings, namer=namer)
+    assert _labels(store, tickets) == before  # readers see the previous complete labelling
+    assert store.get_state()["current_run"] == good["run_id"]
+    assert store_status(store)["clusters"] == good["n_clusters"]
+    failed = store.list_runs()[0]
+    assert failed["status"] == "failed" and "killed" in failed["error"]
+    # half of the dead run's slot was written, but nobody reads that slot
+    half = Filter(must=(Match(slot_field(failed["slot"], "label_run"), failed["run_id"]),))
+    assert 0 < store.count(half) < 330
+    after = recluster(store, small_settings, namer=namer)
+    assert after["status"] == "succeeded" and after["n_points"] == 330
+    assert store.get_state()["current_run"] == after["run_id"]
+
+
+def test_runs_left_running_by_a_dead_process_are_marked_failed(filled, small_settings) -> None:
+    store, _, _ = filled
+    store.save_run({"run_id": "run-dead", "started_at": "2026-01-01T00:00:00Z", "status": "running"})
+    recluster(store, small_settings)
+    assert store.get_run("run-dead")["status"] == "failed"
+
+
+def test_an_empty_store_is_skipped(small_settings) -> None:
+    store = edge_store(small_settings)
+    try:
+        store.ensure_collections(32)
+        run = recluster(store, small_settings)
+        assert run["status"] == "skipped" and run["reason"] == "no tickets stored"
+        assert store.get_state() == {}
+    finally:
+        store.close()

@@ -1,0 +1,93 @@
+"""Build the Celery app from settings; the app carries the process's store and namer, made lazily."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery
+
+from constellate.config import Settings
+from constellate.naming import Namer
+from constellate.store.base import VectorStore
+
+RECLUSTER_TASK = "constellate.recluster"
+MAYBE_RECLUSTER_TASK = "constellate.maybe_recluster"
+
+
+class Resources:
+    """What tasks need, created on first use (never at import): store, namer, Redis client."""
+
+    def __init__(
+        self, settings: Settings, redis_url: str, store: VectorStore | None = None, namer: Namer | None = None
+    ) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self._store = store
+        self._namer: Any = namer
+        self._redis: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> VectorStore:
+        with self._lock:
+            if self._store is None:
+                from constellate.store import open_store
+
+                self._store = open_store(self.settings)
+            return self._store
+
+    @property
+    def namer(self) -> Any:
+        with self._lock:
+            if self._namer is None:
+                from constellate.embedding import load_embedder
+                from constellate.naming import KeyBERTNamer
+
+                s = self.settings
+                embedder = load_embedder(s.model, s.embed_batch_size, s.device)
+                self._namer = KeyBERTNamer(embedder, top_n=s.name_keywords)
+            return self._namer
+
+    @property
+    def redis(self) -> Any:
+        with self._lock:
+            if self._redis is None:
+                import redis
+
+                self._redis = redis.Redis.from_url(self.redis_url)
+            return self._redis
+
+
+def make_celery(
+    settings: Settings, redis_url: str, store: VectorStore | None = None, namer: Namer | None = None
+) -> Celery:
+    """The constellate Celery app: Redis broker and result backend, late acks, beat schedule.
+
+    ``store`` lets one process share its already-open embedded store with the worker; ``namer``
+    replaces the KeyBERT namer built from the settings' model.
+    """
+    app = Celery("constellate", broker=redis_url, backend=redis_url, include=["worker.tasks"])
+    longest_run = settings.recluster_lock_seconds
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        result_expires=7 * 24 * 3600,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": longest_run + 600,
+            "unacked_restore_throttle": 1,
+        },
+        result_backend_transport_options={"visibility_timeout": longest_run + 600},
+        beat_schedule={
+            "recluster-when-new-tickets": {
+                "task": MAYBE_RECLUSTER_TASK,
+                "schedule": settings.recluster_interval_seconds,
+            }
+        },
+        timezone="UTC",
+    )
+    app.constellate = Resources(settings, redis_url, store, namer)  # type: ignore[attr-defined]
+    return app
