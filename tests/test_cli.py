@@ -24,7 +24,13 @@ def _status(data_dir: Path) -> dict:
 
 
 def test_status_of_an_empty_data_dir(tmp_path: Path) -> None:
-    assert _status(tmp_path / "d") == {"tickets": 0, "clusters": 0, "outliers": 0, "last_run": None}
+    assert _status(tmp_path / "d") == {
+        "tickets": 0,
+        "clusters": 0,
+        "outliers": 0,
+        "current_run": None,
+        "last_run": None,
+    }
 
 
 @pytest.mark.slow

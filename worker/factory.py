@@ -87,6 +87,7 @@ def make_celery(
                 "schedule": settings.recluster_interval_seconds,
             }
         },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
     app.constellate = Resources(settings, redis_url, store, namer)  # type: ignore[attr-defined]
