@@ -67,6 +67,7 @@ def make_celery(
     ``store`` lets one process share its already-open embedded store with the worker; ``namer``
     replaces the KeyBERT namer built from the settings' model.
     """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
     app = Celery("constellate", broker=redis_url, backend=redis_url, include=["worker.tasks"])
     longest_run = settings.recluster_lock_seconds
     app.conf.update(
