@@ -1,0 +1,203 @@
+"""The ticket stream: producers XADD tickets; a consumer group micro-batches, stores and acks them.
+
+Entries are acknowledged only after their tickets are upserted, so a consumer killed mid-batch
+leaves them pending; a live consumer claims entries idle longer than ``claim_idle_ms``
+(XAUTOCLAIM) and processes them again (an upsert by ticket id is idempotent, so a replay stores each
+ticket once). An entry that cannot be parsed, or whose batch failed ``max_deliveries`` times, goes to
+the dead-letter stream with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from constellate.datasets import FieldMap, ticket_from_row
+from constellate.embedding import Embedder
+from constellate.ingest import Labeller, ingest_tickets
+from constellate.store.base import VectorStore
+from constellate.tickets import Ticket
+
+log = logging.getLogger(__name__)
+
+STREAM_KEY = "constellate:tickets"
+DEAD_KEY = "constellate:tickets:dead"
+GROUP = "ingestion"
+
+
+def publish(client: Any, tickets: Sequence[Ticket], stream: str = STREAM_KEY) -> list[str]:
+    """Append tickets to the stream (one entry each, in one round trip); returns the entry ids."""
+    pipe = client.pipeline(transaction=False)
+    for ticket in tickets:
+        pipe.xadd(stream, {"ticket": json.dumps(asdict(ticket), ensure_ascii=False)})
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()]
+
+
+def stream_lag(client: Any, stream: str = STREAM_KEY, group: str = GROUP) -> dict[str, int]:
+    """Entries in the stream, not yet delivered to the group, and delivered but unacknowledged."""
+    length = int(client.xlen(stream))
+    pending = undelivered = 0
+    try:
+        for info in client.xinfo_groups(stream):
+            name = info.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == group:
+                pending = int(info.get("pending") or 0)
+                undelivered = int(info.get("lag") or 0)
+    except Exception:  # no stream yet
+        pass
+    return {
+        "length": length,
+        "undelivered": undelivered,
+        "pending": pending,
+        "dead": int(client.xlen(DEAD_KEY)),
+    }
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """Micro-batch size, wait, and redelivery policy."""
+
+    batch_size: int = 64
+    block_ms: int = 500
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+    max_text_chars: int = 10_000
+
+
+class StreamConsumer:
+    """One member of the ingestion consumer group."""
+
+    def __init__(
+        self,
+        client: Any,
+        store: VectorStore,
+        embedder: Embedder,
+        labeller: Labeller | None = None,
+        name: str = "ingestion-1",
+        config: ConsumerConfig | None = None,
+        stream: str = STREAM_KEY,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.embedder = embedder
+        self.labeller = labeller
+        self.name = name
+        self.config = config or ConsumerConfig()
+        self.stream = stream
+        self.stored = 0
+        self.dead = 0
+
+    def ensure_group(self) -> None:
+        """Create the stream and the group if missing (reading from the start of the stream)."""
+        import redis
+
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def poll(self) -> int:
+        """Process stale pending entries, then one micro-batch of new ones; returns entries handled."""
+        handled = 0
+        claimed = self.client.xautoclaim(
+            self.stream,
+            GROUP,
+            self.name,
+            min_idle_time=self.config.claim_idle_ms,
+            start_id="0-0",
+            count=self.config.batch_size,
+        )
+        stale = [e for e in claimed[1] if e and e[1] is not None]
+        if stale:
+            handled += self._process(stale, redelivered=True)
+        response = self.client.xreadgroup(
+            GROUP, self.name, {self.stream: ">"}, count=self.config.batch_size, block=self.config.block_ms
+        )
+        for _stream, entries in response or []:
+            handled += self._process(entries, redelivered=False)
+        return handled
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set; reconnect with backoff while Redis is unreachable."""
+        import redis
+
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self.ensure_group()
+                while not stop.is_set():
+                    self.poll()
+                    backoff = 0.5
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except Exception:
+                log.exception("ingestion batch failed; entries stay pending for redelivery")
+                stop.wait(1.0)
+
+    def _process(self, entries: list[Any], redelivered: bool) -> int:
+        ids = [_text(entry_id) for entry_id, _ in entries]
+        deliveries = self._deliveries(ids) if redelivered else {}
+        tickets: dict[str, Ticket] = {}
+        for entry_id, fields in entries:
+            eid = _text(entry_id)
+            if deliveries.get(eid, 0) > self.config.max_deliveries:
+                self._dead(eid, fields, f"gave up after {deliveries[eid] - 1} failed deliveries")
+                continue
+            try:
+                row = json.loads(_text(_field(fields)))
+                if not isinstance(row, dict):
+                    raise ValueError("entry is not a JSON object")
+                ticket = ticket_from_row(row, FieldMap(), self.config.max_text_chars)
+            except (ValueError, TypeError) as exc:
+                self._dead(eid, fields, f"bad entry: {exc}")
+                continue
+            tickets[ticket.id] = ticket  # the last write of an id in a batch wins
+        if tickets:
+            ingest_tickets(list(tickets.values()), self.store, self.embedder, labeller=self.labeller)
+            self.stored += len(tickets)
+        if ids:
+            self.client.xack(self.stream, GROUP, *ids)
+        return len(ids)
+
+    def _deliveries(self, ids: list[str]) -> dict[str, int]:
+        """How many times each pending entry has been delivered (XPENDING)."""
+        info = self.client.xpending_range(self.stream, GROUP, min="-", max="+", count=10_000)
+        wanted = set(ids)
+        return {
+            _text(p["message_id"]): int(p["times_delivered"])
+            for p in info
+            if _text(p["message_id"]) in wanted
+        }
+
+    def _dead(self, entry_id: str, fields: Any, reason: str) -> None:
+        payload = _text(_field(fields)) if fields else ""
+        self.client.xadd(DEAD_KEY, {"entry": entry_id, "reason": reason, "ticket": payload[:100_000]})
+        self.dead += 1
+        log.warning("dead-lettered %s: %s", entry_id, reason)
+
+
+def _field(fields: Any) -> Any:
+    return fields.get(b"ticket", fields.get("ticket", b"")) if isinstance(fields, dict) else b""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def wait_until_drained(client: Any, timeout: float, stream: str = STREAM_KEY) -> bool:
+    """Block until the group has read and acknowledged everything (or ``timeout`` seconds pass)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lag = stream_lag(client, stream)
+        if lag["undelivered"] == 0 and lag["pending"] == 0:
+            return True
+        time.sleep(0.1)
+    return False
