@@ -1,1 +1,48 @@
-"""api process shell (see docs/architecture.md); filled in by its issue."""
+"""The Flask API shell: ``create_app(settings, ...)`` with one blueprint per resource."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Flask, request
+
+from api import errors
+from api.errors import error_response
+from api.services import Services
+from constellate.config import Settings
+from constellate.embedding import Embedder
+from constellate.store.base import VectorStore
+
+OPEN_PATHS = {"/healthz"}
+
+
+def create_app(
+    settings: Settings,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
+    redis_url: str | None = None,
+) -> Flask:
+    """Build the app; store, embedder and Redis are opened on first use unless passed in."""
+    from api.routes import clusters, health, runs, search, tickets
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["constellate"] = Services(settings, store=store, embedder=embedder, redis_url=redis_url)
+    errors.register(app)
+    key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+    @app.before_request
+    def _require_key() -> Any:
+        if key is None or request.path in OPEN_PATHS:
+            return None
+        header = request.headers.get("Authorization", "")
+        given = header[7:].encode() if header.startswith("Bearer ") else b""
+        if not hmac.compare_digest(given, key):  # constant time
+            return error_response(401, "missing or wrong API key (Authorization: Bearer <key>)")
+        return None
+
+    for module in (tickets, search, clusters, runs, health):
+        app.register_blueprint(module.bp)
+    return app

@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     recluster_min_new_tickets: int = Field(50, ge=0, description="Beat skips the run below this many.")
     recluster_lock_seconds: int = Field(3 * 3600, ge=60, description="Lock timeout: above the longest run.")
 
+    # -- API ------------------------------------------------------------------------------------
+    api_key: SecretStr | None = Field(None, description="When set, every route but /healthz needs it.")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    max_batch: int = Field(1000, ge=1, description="Most tickets in one POST /tickets.")
+
+    # -- ingestion consumer ---------------------------------------------------------------------
+    ingest_batch_size: int = Field(64, ge=1, le=4096, description="Stream micro-batch size.")
+    ingest_block_ms: int = Field(500, ge=1, description="Longest wait for a micro-batch to fill.")
+    ingest_claim_idle_ms: int = Field(30_000, ge=1, description="Pending entries idle this long are retaken.")
+    ingest_max_deliveries: int = Field(5, ge=1, description="Then the entry goes to the dead-letter stream.")
+
     tickets_collection: str = "tickets"
     clusters_collection: str = "clusters"
     runs_collection: str = "runs"

@@ -1,0 +1,39 @@
+"""POST /recluster, GET /runs, GET /runs/<id>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from api.errors import ApiError
+from api.schemas import LimitQuery
+from api.services import services
+from api.views import parse_query
+
+bp = Blueprint("runs", __name__)
+
+
+@bp.post("/recluster")
+def recluster() -> Any:
+    """Queue a recluster (the worker skips it, saying why, if one is already running)."""
+    return jsonify({"task_id": services().enqueue_recluster(), "status": "queued"}), 202
+
+
+@bp.get("/runs")
+def list_runs() -> Any:
+    """Run records, newest first."""
+    query = parse_query(LimitQuery)
+    store = services().store
+    return jsonify(
+        {"current_run": store.get_state().get("current_run"), "runs": store.list_runs(limit=query.limit)}
+    )
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id: str) -> Any:
+    """One run record."""
+    run = services().store.get_run(run_id)
+    if run is None:
+        raise ApiError(404, f"no run {run_id!r}")
+    return jsonify(run)

@@ -1,0 +1,173 @@
+"""Every route through Flask's test client, including each error status."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from api import create_app
+from constellate.stream import STREAM_KEY
+
+
+def test_post_one_ticket_queues_it(client, redis_url) -> None:
+    resp = client.post(
+        "/tickets", json={"id": "n1", "text": "my refund never came", "metadata": {"tier": "gold"}}
+    )
+    assert resp.status_code == 202
+    assert resp.get_json() == {"accepted": 1, "ids": ["n1"]}
+    entries = redis.Redis.from_url(redis_url).xrange(STREAM_KEY)
+    assert json.loads(entries[-1][1][b"ticket"])["metadata"] == {"tier": "gold"}
+
+
+def test_post_a_batch_and_ids_from_text(client) -> None:
+    resp = client.post("/tickets", json={"tickets": [{"id": 5, "text": "a"}, {"text": "no id"}]})
+    assert resp.status_code == 202
+    body = resp.get_json()
+    assert body["accepted"] == 2 and body["ids"][0] == "5" and body["ids"][1].startswith("sha1:")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"tickets": [{"id": "a", "text": "ok"}, {"id": "b", "text": "  "}]}, 422, "empty text"),
+        ({"tickets": [{"id": "a", "text": 3}]}, 422, "valid string"),
+        ({"tickets": [{"id": "a", "text": "x", "colour": "red"}]}, 422, "Extra inputs"),
+        ({"tickets": []}, 422, "non-empty"),
+        ({"tickets": [{"text": "t"}] * 6}, 413, "limit is 5"),
+        ({"id": "long", "text": "x" * 201}, 413, "limit is 200"),
+        ([1, 2], 400, "JSON object"),
+    ],
+)
+def test_bad_tickets_are_refused_with_reasons_and_nothing_queued(
+    client, redis_url, body, status, needle
+) -> None:
+    before = redis.Redis.from_url(redis_url).xlen(STREAM_KEY)
+    resp = client.post("/tickets", json=body)
+    assert resp.status_code == status
+    assert needle in json.dumps(resp.get_json())
+    assert redis.Redis.from_url(redis_url).xlen(STREAM_KEY) == before
+
+
+def test_non_json_and_huge_bodies(client, app) -> None:
+    assert client.post("/tickets", data="text=hi").status_code == 400
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    resp = client.post("/tickets", data="x" * 5000, content_type="application/json")
+    assert resp.status_code == 413 and "too large" in resp.get_json()["error"]
+
+
+def test_get_ticket_has_live_cluster_fields(client) -> None:
+    body = client.get("/tickets/t0-3").get_json()
+    assert body["ticket_id"] == "t0-3" and body["assigned_by"] == "recluster"
+    assert isinstance(body["cluster_id"], int) and body["cluster_name"]
+    assert 0.0 <= body["outlier_score"] <= 1.0
+    assert client.get("/tickets/nope").status_code == 404
+
+
+def test_search_filtered_by_cluster_honours_the_filter(client) -> None:
+    other = client.get("/tickets/t2-0").get_json()["cluster_id"]
+    resp = client.get(f"/search?q=card declined payment&cluster_id={other}&limit=50")
+    assert resp.status_code == 200
+    hits = resp.get_json()["hits"]
+    assert len(hits) == 40 and all(h["cluster_id"] == other for h in hits)
+    top = client.get("/search?q=card declined payment&limit=5").get_json()["hits"]
+    scores = [h["score"] for h in top]
+    assert len(top) == 5 and scores == sorted(scores, reverse=True)
+    name = client.get(f"/clusters/{other}").get_json()["name"]
+    by_name = client.get("/search", query_string={"q": "x", "cluster_name": name}).get_json()
+    assert by_name["cluster_id"] == other
+
+
+def test_search_without_outliers(client) -> None:
+    hits = client.get("/search?q=refund money back&limit=100&include_outliers=false").get_json()["hits"]
+    assert hits and not any(h["is_outlier"] for h in hits)
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("", 400),
+        ("q=", 400),
+        ("q=x&limit=0", 400),
+        ("q=x&limit=-3", 400),
+        ("q=x&limit=100000", 400),
+        ("q=x&limit=abc", 400),
+        ("q=x&cluster_id=999", 404),
+        ("q=x&cluster_id=-1", 400),
+        ("q=x&cluster_name=nothing-like-this", 404),
+        ("q=x&bogus=1", 400),
+        ("q=x&q=y", 400),
+    ],
+)
+def test_bad_search_params(client, query, status) -> None:
+    resp = client.get(f"/search?{query}")
+    assert resp.status_code == status
+    assert "error" in resp.get_json()
+
+
+def test_clusters_catalogue_and_detail(client) -> None:
+    body = client.get("/clusters").get_json()
+    assert body["run_id"] and len(body["clusters"]) == 4
+    first = body["clusters"][0]
+    assert set(first) == {"cluster_id", "name", "keywords", "size", "pinned", "growth_24h", "growth_7d"}
+    assert first["growth_24h"] == first["size"]  # all created just now
+    detail = client.get(f"/clusters/{first['cluster_id']}").get_json()
+    assert len(detail["exemplars"]) == 5 and detail["lineage"][0]["event"] == "born"
+    assert client.get("/clusters/12345").status_code == 404
+    assert client.get("/clusters/abc").status_code == 404
+
+
+def test_outliers_highest_score_first(client) -> None:
+    body = client.get("/outliers?limit=5").get_json()
+    scores = [o["outlier_score"] for o in body["outliers"]]
+    assert (
+        len(scores) == 5
+        and scores == sorted(scores, reverse=True)
+        and all(o["is_outlier"] for o in body["outliers"])
+    )
+    assert client.get("/outliers?limit=-1").status_code == 400
+
+
+def test_runs_and_recluster(client, redis_url) -> None:
+    runs = client.get("/runs").get_json()
+    assert runs["current_run"] == runs["runs"][0]["run_id"]
+    one = client.get(f"/runs/{runs['current_run']}").get_json()
+    assert one["status"] == "succeeded"
+    assert client.get("/runs/nope").status_code == 404
+    resp = client.post("/recluster")
+    assert resp.status_code == 202 and resp.get_json()["task_id"]
+    assert redis.Redis.from_url(redis_url).llen("celery") == 1  # queued by name for the worker
+
+
+def test_healthz_and_openapi(client) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok", "store": True, "broker": True}
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/tickets", "/search", "/clusters", "/outliers", "/runs", "/recluster"} <= set(spec["paths"])
+    assert "TicketIn" in spec["components"]["schemas"]
+
+
+def test_healthz_reports_a_dead_broker(api_store, hash_embedder) -> None:
+    store, settings = api_store
+    app = create_app(settings, store=store, embedder=hash_embedder, redis_url="redis://127.0.0.1:1")
+    resp = app.test_client().get("/healthz")
+    assert resp.status_code == 503 and resp.get_json()["broker"] is False
+
+
+def test_unknown_route_and_method_are_json(client) -> None:
+    assert client.get("/nope").get_json()["error"]
+    assert client.delete("/clusters").status_code == 405
+
+
+def test_api_key_on(api_store, hash_embedder, redis_url) -> None:
+    store, settings = api_store
+    keyed = settings.model_copy(update={"api_key": SecretStr("s3cret-key")})
+    c = create_app(keyed, store=store, embedder=hash_embedder, redis_url=redis_url).test_client()
+    assert c.get("/healthz").status_code == 200  # open
+    assert c.get("/clusters").status_code == 401
+    assert c.get("/clusters", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/clusters", headers={"Authorization": "s3cret-key"}).status_code == 401
+    assert c.get("/clusters", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+    assert c.post("/tickets", json={"text": "x"}).status_code == 401
