@@ -47,6 +47,7 @@ def main() -> None:
 @click.option("--id-field", default="id", show_default=True)
 @click.option("--created-at-field", default="created_at", show_default=True)
 @click.option("--strict", is_flag=True, help="Any bad row fails the command before anything is written.")
+@click.option("--queue", is_flag=True, help="Push to the ingestion stream instead of writing directly.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @data_dir_option
 def ingest(
@@ -56,6 +57,7 @@ def ingest(
     id_field: str,
     created_at_field: str,
     strict: bool,
+    queue: bool,
     as_json: bool,
     data_dir: Path | None,
 ) -> None:
@@ -76,7 +78,19 @@ def ingest(
         sys.exit(1)
 
     stored = 0
-    if report.tickets:
+    if report.tickets and queue:
+        import redis
+
+        from constellate.embedded_redis import redis_url
+        from constellate.stream import publish
+
+        try:
+            client = redis.Redis.from_url(redis_url(settings, start=False))
+            for start in range(0, len(report.tickets), 1000):
+                stored += len(publish(client, report.tickets[start : start + 1000]))
+        except (RuntimeError, redis.RedisError) as exc:
+            raise click.ClickException(f"cannot reach the ingestion stream: {exc}") from exc
+    elif report.tickets:
         from tqdm import tqdm
 
         from constellate.embedding import load_embedder
@@ -260,6 +274,120 @@ def status(as_json: bool, data_dir: Path | None) -> None:
     click.echo(f"current run: {info['current_run'] or 'none'}")
     last = info["last_run"]
     click.echo("last run: " + (f"{last.get('run_id')} ({last.get('status')})" if last else "none"))
+
+
+host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+port_option = click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+
+
+@main.command()
+@host_option
+@port_option
+@data_dir_option
+def up(host: str, port: int, data_dir: Path | None) -> None:
+    """Run everything in one process: embedded Valkey (unless CONSTELLATE_REDIS_URL), the store, the
+    API (waitress), the ingestion consumer and a Celery worker with beat. Ctrl-C/SIGTERM stops it."""
+    import logging
+    import threading
+
+    import redis
+    from celery.beat import EmbeddedService
+    from celery.worker import WorkController
+    from celery.worker import state as worker_state
+    from waitress import create_server
+
+    import ingestion
+    from api import create_app
+    from constellate.embedded_redis import redis_url, stop_embedded
+    from constellate.store import open_store
+    from worker import make_celery
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings(data_dir=data_dir)
+    url = redis_url(settings)
+    embedder, namer = _naming(settings)
+    store = open_store(settings)
+    store.ensure_collections(embedder.dim)
+    stop = threading.Event()
+
+    consumer = ingestion.make_consumer(settings, redis.Redis.from_url(url), store, embedder)
+    consumer_thread = ingestion.run(consumer, stop)
+
+    celery_app = make_celery(settings, url, store=store, namer=namer)
+    worker = WorkController(
+        app=celery_app, pool="solo", concurrency=1, without_mingle=True, without_gossip=True, loglevel="INFO"
+    )
+    worker_thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
+    worker_thread.start()
+    beat = EmbeddedService(celery_app, thread=True)
+    beat.start()
+
+    app = create_app(settings, store=store, embedder=embedder, redis_url=url)
+    server = create_server(app, host=host, port=port, threads=8)
+    _stop_on_signals(stop, server.close)
+    click.echo(f"constellate is up: http://{host}:{port}  (Ctrl-C to stop)", err=True)
+    try:
+        server.run()
+    except OSError:
+        if not stop.is_set():
+            raise
+    finally:
+        click.echo("stopping …", err=True)
+        stop.set()
+        beat.stop()
+        worker_state.should_terminate = 0
+        consumer_thread.join(timeout=30)
+        worker_thread.join(timeout=30)
+        store.close()
+        stop_embedded()
+        click.echo("stopped", err=True)
+
+
+@main.command()
+@host_option
+@port_option
+def api(host: str, port: int) -> None:
+    """Serve the API alone (service mode: CONSTELLATE_QDRANT_URL and CONSTELLATE_REDIS_URL set)."""
+    from waitress import serve
+
+    from api import create_app
+
+    serve(create_app(get_settings()), host=host, port=port, threads=8)
+
+
+@main.command(name="ingestion")
+def ingestion_command() -> None:
+    """Run the ingestion consumer alone (service mode). SIGTERM stops it after the current batch."""
+    import threading
+
+    import redis
+
+    import ingestion
+    from constellate.embedded_redis import redis_url
+    from constellate.embedding import load_embedder
+    from constellate.store import open_store
+
+    settings = get_settings()
+    url = redis_url(settings, start=False)
+    embedder = load_embedder(settings.model, settings.embed_batch_size, settings.device)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with open_store(settings) as store:
+        consumer = ingestion.make_consumer(settings, redis.Redis.from_url(url), store, embedder)
+        click.echo(f"ingestion consumer {consumer.name} reading {url}", err=True)
+        consumer.run(stop)
+
+
+def _stop_on_signals(stop: Any, also: Any = None) -> None:
+    import signal
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+        if also is not None:
+            also()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 if __name__ == "__main__":

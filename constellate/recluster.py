@@ -21,7 +21,7 @@ from constellate.config import Settings
 from constellate.identity import Lineage, match_clusters
 from constellate.labels import other_slot, slot_field, slot_payload
 from constellate.naming import Namer, keyword_overlap, make_name
-from constellate.store.base import VectorStore
+from constellate.store.base import Filter, IsEmpty, VectorStore
 from constellate.tickets import utc_now_precise
 
 Progress = Callable[[str], None]
@@ -158,6 +158,7 @@ def recluster(
             }
         )
         t0 = time.perf_counter()
+        run["caught_up"] = label_stragglers(store, target)
         store.prune_clusters(keep_run_id=run_id)
         store.optimize()
         seconds["optimize"] = time.perf_counter() - t0
@@ -173,6 +174,24 @@ def recluster(
             store.save_run(run)
         finally:
             raise
+
+
+def label_stragglers(store: VectorStore, slot: str) -> int:
+    """Label tickets stored during the run (after its scan) against the clusters just switched to.
+
+    Without this, a ticket ingested between the scan and the switch would carry no label in the
+    new slot until the next run.
+    """
+    from constellate.assign import CentroidAssigner
+
+    assigner = CentroidAssigner(store)
+    missing = Filter(must=(IsEmpty(slot_field(slot, "cluster_id")),))
+    done = 0
+    for page in store.iter_vectors(page_size=1024, filter=missing):
+        labels = assigner.label(page.vectors)
+        store.set_payloads([(pid, payload) for pid, payload in zip(page.ids, labels, strict=True) if payload])
+        done += len(page.ids)
+    return done
 
 
 def read_all(store: VectorStore, live_slot: str | None, page_size: int = 2048) -> Scan:

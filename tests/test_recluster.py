@@ -171,3 +171,31 @@ def test_an_empty_store_is_skipped(small_settings) -> None:
         assert store.get_state() == {}
     finally:
         store.close()
+
+
+class _IngestsDuringRun:
+    """Stores fresh tickets the moment the run starts writing labels (after its scan)."""
+
+    def __init__(self, store, tickets, vectors) -> None:
+        self._store, self._fresh = store, (tickets, vectors)
+
+    def set_payloads(self, updates):
+        if self._fresh:
+            self._store.upsert_tickets(*self._fresh)
+            self._fresh = None
+        return self._store.set_payloads(updates)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_tickets_stored_during_a_run_are_labelled_when_it_switches(filled, small_settings) -> None:
+    store, tickets, _ = filled
+    fresh, vectors, _ = topic_data(1, 10, seed=3, prefix="mid", start=2)
+    run = recluster(_IngestsDuringRun(store, fresh, vectors), small_settings)
+    assert run["n_points"] == 300 and run["caught_up"] == 10
+    slot = store.get_state()["slot"]
+    expected = ticket_view(store.get_ticket(tickets[120].id).payload, slot)["cluster_id"]  # topic 2
+    for t in fresh:
+        view = ticket_view(store.get_ticket(t.id).payload, slot)
+        assert view["cluster_id"] == expected and view["assigned_by"] == "ingest"

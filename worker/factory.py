@@ -10,9 +10,7 @@ from celery import Celery
 from constellate.config import Settings
 from constellate.naming import Namer
 from constellate.store.base import VectorStore
-
-RECLUSTER_TASK = "constellate.recluster"
-MAYBE_RECLUSTER_TASK = "constellate.maybe_recluster"
+from worker.tasks import MAYBE_RECLUSTER_TASK, register
 
 
 class Resources:
@@ -68,7 +66,7 @@ def make_celery(
     replaces the KeyBERT namer built from the settings' model.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
-    app = Celery("constellate", broker=redis_url, backend=redis_url, include=["worker.tasks"])
+    app = Celery("constellate", broker=redis_url, backend=redis_url)
     longest_run = settings.recluster_lock_seconds
     app.conf.update(
         task_acks_late=True,
@@ -91,5 +89,5 @@ def make_celery(
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
-    app.constellate = Resources(settings, redis_url, store, namer)  # type: ignore[attr-defined]
+    register(app, Resources(settings, redis_url, store, namer))
     return app

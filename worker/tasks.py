@@ -1,27 +1,30 @@
-"""Thin tasks: take the run lock, call constellate.recluster, say why a trigger was skipped."""
+"""Thin tasks: take the run lock, call constellate.recluster, say why a trigger was skipped.
+
+Tasks are registered on the app ``make_celery`` builds (not ``shared_task``): a process may hold
+other Celery apps (the API's enqueueing client), and each task must reach its own app's resources.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from celery import shared_task
+from typing import TYPE_CHECKING, Any
 
 from constellate.recluster import recluster
 from constellate.run_lock import RunLock
-from worker.factory import MAYBE_RECLUSTER_TASK, RECLUSTER_TASK, Resources
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from worker.factory import Resources
 
 log = logging.getLogger(__name__)
 
+RECLUSTER_TASK = "constellate.recluster"
+MAYBE_RECLUSTER_TASK = "constellate.maybe_recluster"
 
-def _resources(task: Any) -> Resources:
-    return task.app.constellate
 
-
-@shared_task(bind=True, name=RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
-def recluster_task(self: Any) -> dict[str, Any]:
+def run_recluster(res: Resources) -> dict[str, Any]:
     """Recluster now unless another run holds the lock."""
-    res = _resources(self)
     lock = RunLock(res.redis, timeout=res.settings.recluster_lock_seconds)
     if not lock.acquire():
         reason = f"skipped: run {lock.holder() or '?'} holds the recluster lock"
@@ -34,13 +37,23 @@ def recluster_task(self: Any) -> dict[str, Any]:
     return {k: v for k, v in run.items() if k != "events"}
 
 
-@shared_task(bind=True, name=MAYBE_RECLUSTER_TASK)
-def maybe_recluster_task(self: Any) -> dict[str, Any]:
+def maybe_recluster(res: Resources) -> dict[str, Any]:
     """Beat's trigger: recluster only when enough tickets arrived since the last run."""
-    res = _resources(self)
     state = res.store.get_state()
     new = res.store.count() - int(state.get("tickets_at_run", 0))
     needed = res.settings.recluster_min_new_tickets
     if state.get("current_run") and new < needed:
         return {"status": "skipped", "reason": f"{new} new tickets since the last run; {needed} needed"}
-    return recluster_task.run()
+    return run_recluster(res)
+
+
+def register(app: Celery, res: Resources) -> None:
+    """Register the tasks on ``app``, bound to ``res``."""
+
+    @app.task(name=RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
+    def recluster_task() -> dict[str, Any]:
+        return run_recluster(res)
+
+    @app.task(name=MAYBE_RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
+    def maybe_recluster_task() -> dict[str, Any]:
+        return maybe_recluster(res)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from constellate.store.base import DateRange, Filter, Match, MatchAny, Record, VectorPage, VectorStore
+from constellate.store.base import (
+    DateRange,
+    Filter,
+    IsEmpty,
+    Match,
+    MatchAny,
+    Record,
+    VectorPage,
+    VectorStore,
+)
 from constellate.store.store import QdrantStore
 
 if TYPE_CHECKING:
@@ -15,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DateRange",
     "Filter",
+    "IsEmpty",
     "Match",
     "MatchAny",
     "QdrantStore",

@@ -47,7 +47,14 @@ class DateRange:
     lt: str | None = None
 
 
-Condition = Match | MatchAny | DateRange
+@dataclass(frozen=True)
+class IsEmpty:
+    """``key`` is missing, null or an empty list."""
+
+    key: str
+
+
+Condition = Match | MatchAny | DateRange | IsEmpty
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from constellate.exceptions import StoreError
-from constellate.store.base import DateRange, Filter, Match, MatchAny, Record
+from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -37,7 +37,9 @@ def _without_bool_twins(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if not k.endswith(_BOOL_TWIN)}
 
 
-def _condition(cond: Match | MatchAny | DateRange) -> qe.FieldCondition:
+def _condition(cond: Condition) -> qe.FieldCondition | qe.IsEmptyCondition:
+    if isinstance(cond, IsEmpty):
+        return qe.IsEmptyCondition(cond.key)
     if isinstance(cond, Match) and isinstance(cond.value, bool):
         twin = "true" if cond.value else "false"
         return qe.FieldCondition(cond.key + _BOOL_TWIN, match=qe.MatchValue(twin))

@@ -9,7 +9,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from constellate.store.base import DateRange, Filter, Match, MatchAny, Record
+from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record
 
 _SCHEMA = {
     "keyword": qm.PayloadSchemaType.KEYWORD,
@@ -20,7 +20,9 @@ _SCHEMA = {
 }
 
 
-def _condition(cond: Match | MatchAny | DateRange) -> qm.FieldCondition:
+def _condition(cond: Condition) -> qm.FieldCondition | qm.IsEmptyCondition:
+    if isinstance(cond, IsEmpty):
+        return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=cond.key))
     if isinstance(cond, Match):
         return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
     if isinstance(cond, MatchAny):

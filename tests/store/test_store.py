@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from constellate.exceptions import StoreError
-from constellate.store import DateRange, Filter, Match, MatchAny, edge_store
+from constellate.store import DateRange, Filter, IsEmpty, Match, MatchAny, edge_store
 from constellate.tickets import Ticket, point_id
 
 DIM = 8
@@ -99,6 +99,13 @@ def test_set_payloads_merges_fields_and_filters_see_them(store) -> None:
     assert store.facet("a_cluster_id") == {0: 4, 1: 3, 2: 3}
     both = Filter(must=(MatchAny("a_cluster_id", (1, 2)),), must_not=(Match("a_is_outlier", True),))
     assert store.count(both) == 5
+    store.upsert_tickets(_tickets(2, prefix="late"), _vectors(2, seed=4))
+    unlabelled = Filter(must=(IsEmpty("a_cluster_id"),))
+    assert store.count(unlabelled) == 2
+    assert {
+        p.payloads[0]["ticket_id"]
+        for p in store.iter_vectors(page_size=1, fields=["ticket_id"], filter=unlabelled)
+    } == {"late0", "late1"}
 
 
 def test_search_honours_the_filter(store) -> None:
