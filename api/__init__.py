@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from api import errors
+from api import errors, metrics
 from api.errors import error_response
 from api.services import Services
 from constellate.config import Settings
@@ -29,8 +29,10 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["constellate"] = Services(settings, store=store, embedder=embedder, redis_url=redis_url)
+    svc = Services(settings, store=store, embedder=embedder, redis_url=redis_url)
+    app.extensions["constellate"] = svc
     errors.register(app)
+    metrics.install(app, svc)
     key = settings.api_key.get_secret_value().encode() if settings.api_key else None
 
     @app.before_request

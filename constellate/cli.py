@@ -287,7 +287,6 @@ port_option = click.option("--port", default=8000, show_default=True, type=click
 def up(host: str, port: int, data_dir: Path | None) -> None:
     """Run everything in one process: embedded Valkey (unless CONSTELLATE_REDIS_URL), the store, the
     API (waitress), the ingestion consumer and a Celery worker with beat. Ctrl-C/SIGTERM stops it."""
-    import logging
     import threading
 
     import redis
@@ -298,11 +297,12 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
 
     import ingestion
     from api import create_app
+    from constellate import jsonlog
     from constellate.embedded_redis import redis_url, stop_embedded
     from constellate.store import open_store
     from worker import make_celery
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    jsonlog.configure()
     settings = get_settings(data_dir=data_dir)
     url = redis_url(settings)
     embedder, namer = _naming(settings)
@@ -351,7 +351,9 @@ def api(host: str, port: int) -> None:
     from waitress import serve
 
     from api import create_app
+    from constellate import jsonlog
 
+    jsonlog.configure()
     serve(create_app(get_settings()), host=host, port=port, threads=8)
 
 

@@ -26,6 +26,7 @@ from constellate.tickets import Ticket
 log = logging.getLogger(__name__)
 
 STREAM_KEY = "constellate:tickets"
+STATS_KEY = "constellate:ingest:stats"
 DEAD_KEY = "constellate:tickets:dead"
 GROUP = "ingestion"
 
@@ -161,8 +162,14 @@ class StreamConsumer:
                 continue
             tickets[ticket.id] = ticket  # the last write of an id in a batch wins
         if tickets:
+            started = time.perf_counter()
             ingest_tickets(list(tickets.values()), self.store, self.embedder, labeller=self.labeller)
             self.stored += len(tickets)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hincrby(STATS_KEY, "tickets", len(tickets))
+            pipe.hincrby(STATS_KEY, "batches", 1)
+            pipe.hincrbyfloat(STATS_KEY, "batch_seconds", time.perf_counter() - started)
+            pipe.execute()
         if ids:
             self.client.xack(self.stream, GROUP, *ids)
         return len(ids)

@@ -171,3 +171,40 @@ def test_api_key_on(api_store, hash_embedder, redis_url) -> None:
     assert c.get("/clusters", headers={"Authorization": "s3cret-key"}).status_code == 401
     assert c.get("/clusters", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
     assert c.post("/tickets", json={"text": "x"}).status_code == 401
+
+
+def test_metrics_in_prometheus_text_format(client) -> None:
+    client.get("/clusters")
+    client.get("/search?q=x&limit=0")
+    resp = client.get("/metrics")
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    text = resp.get_data(as_text=True)
+    assert "constellate_tickets 160.0" in text
+    assert "constellate_clusters 4.0" in text
+    assert "constellate_outlier_share" in text and "constellate_recluster_seconds" in text
+    assert "constellate_recluster_last_success_timestamp_seconds" in text
+    assert "constellate_stream_pending" in text and "constellate_stream_undelivered" in text
+    assert 'constellate_http_request_seconds_count{method="GET",route="/clusters",status="200"} 1.0' in text
+    assert 'route="/search",status="400"' in text
+
+
+def test_request_id_is_echoed_and_logged(client, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="constellate.api"):
+        resp = client.get("/healthz", headers={"X-Request-ID": "abc123"})
+    assert resp.headers["X-Request-ID"] == "abc123"
+    record = next(r for r in caplog.records if getattr(r, "request_id", None) == "abc123")
+    assert record.route == "/healthz" and record.status == 200
+
+
+def test_json_log_lines() -> None:
+    import json as _json
+    import logging
+
+    from constellate.jsonlog import JsonFormatter
+
+    record = logging.LogRecord("x", logging.INFO, "f", 1, "hello %s", ("you",), None)
+    record.request_id = "r1"
+    line = _json.loads(JsonFormatter().format(record))
+    assert line["message"] == "hello you" and line["request_id"] == "r1" and line["level"] == "info"
