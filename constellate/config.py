@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".constellate"), description="Embedded store and Valkey data live here.")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded qdrant-edge.")
     qdrant_api_key: SecretStr | None = None
+    qdrant_shards: int | None = Field(None, ge=1, description="shard_number of a new tickets collection.")
+    qdrant_replication: int | None = Field(
+        None, ge=1, description="replication_factor of a new tickets collection."
+    )
     redis_url: str | None = Field(None, description="Redis URL; unset = embedded Valkey.")
 
     model: str = Field(

@@ -56,7 +56,9 @@ def client_store(client: QdrantClient, settings: Settings) -> QdrantStore:
 
     batch = settings.upsert_batch_size
     return QdrantStore(
-        ClientCollection(client, settings.tickets_collection, batch),
+        ClientCollection(
+            client, settings.tickets_collection, batch, settings.qdrant_shards, settings.qdrant_replication
+        ),
         ClientCollection(client, settings.clusters_collection, batch),
         ClientCollection(client, settings.runs_collection, batch),
         write_batch=batch,

@@ -55,10 +55,19 @@ def _record(point: Any, with_vector: bool) -> Record:
 class ClientCollection:
     """One collection on a Qdrant server reached through qdrant-client."""
 
-    def __init__(self, client: QdrantClient, name: str, write_batch: int = 512) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        name: str,
+        write_batch: int = 512,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+    ) -> None:
         self.client = client
         self.name = name
         self.write_batch = write_batch
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
 
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.name))
@@ -66,7 +75,10 @@ class ClientCollection:
     def create(self, dim: int, indexes: dict[str, str]) -> None:
         if not self.exists():
             self.client.create_collection(
-                self.name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+                self.name,
+                vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
+                shard_number=self.shard_number,
+                replication_factor=self.replication_factor,
             )
         existing = self.client.get_collection(self.name).payload_schema or {}
         for field, kind in indexes.items():
