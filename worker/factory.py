@@ -2,59 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 from celery import Celery
 
 from constellate.config import Settings
 from constellate.naming import Namer
+from constellate.resources import Resources
 from constellate.store.base import VectorStore
 from worker.tasks import MAYBE_RECLUSTER_TASK, register
-
-
-class Resources:
-    """What tasks need, created on first use (never at import): store, namer, Redis client."""
-
-    def __init__(
-        self, settings: Settings, redis_url: str, store: VectorStore | None = None, namer: Namer | None = None
-    ) -> None:
-        self.settings = settings
-        self.redis_url = redis_url
-        self._store = store
-        self._namer: Any = namer
-        self._redis: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def store(self) -> VectorStore:
-        with self._lock:
-            if self._store is None:
-                from constellate.store import open_store
-
-                self._store = open_store(self.settings)
-            return self._store
-
-    @property
-    def namer(self) -> Any:
-        with self._lock:
-            if self._namer is None:
-                from constellate.embedding import load_embedder
-                from constellate.naming import KeyBERTNamer
-
-                s = self.settings
-                embedder = load_embedder(s.model, s.embed_batch_size, s.device)
-                self._namer = KeyBERTNamer(embedder, top_n=s.name_keywords)
-            return self._namer
-
-    @property
-    def redis(self) -> Any:
-        with self._lock:
-            if self._redis is None:
-                import redis
-
-                self._redis = redis.Redis.from_url(self.redis_url)
-            return self._redis
 
 
 def make_celery(
@@ -89,5 +43,5 @@ def make_celery(
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
-    register(app, Resources(settings, redis_url, store, namer))
+    register(app, Resources(settings, store=store, namer=namer, redis_url=redis_url))
     return app

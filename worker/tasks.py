@@ -15,7 +15,7 @@ from constellate.run_lock import RunLock
 if TYPE_CHECKING:
     from celery import Celery
 
-    from worker.factory import Resources
+    from constellate.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ def maybe_recluster(res: Resources) -> dict[str, Any]:
 
 
 def register(app: Celery, res: Resources) -> None:
-    """Register the tasks on ``app``, bound to ``res``."""
+    """Register the tasks on ``app`` only (``shared=False``: other apps in this process must not
+    inherit tasks bound to these resources), bound to ``res``."""
 
-    @app.task(name=RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True, shared=False)
     def recluster_task() -> dict[str, Any]:
         return run_recluster(res)
 
-    @app.task(name=MAYBE_RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=MAYBE_RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True, shared=False)
     def maybe_recluster_task() -> dict[str, Any]:
         return maybe_recluster(res)

@@ -78,6 +78,19 @@ class Record:
     score: float | None = None
 
 
+def record_from_point(point: Any, with_vector: bool, clean: Any = dict) -> Record:
+    """A :class:`Record` from any Qdrant point-like object (``id``, ``payload``, ``vector``, ``score``)."""
+    vector = None
+    if with_vector and point.vector is not None:
+        vector = np.asarray(point.vector, dtype=np.float32)
+    return Record(
+        id=str(point.id),
+        payload=clean(point.payload or {}),
+        vector=vector,
+        score=getattr(point, "score", None),
+    )
+
+
 @dataclass
 class VectorPage:
     """One page of a full scan: point ids, their vectors (n, dim) and the requested payload fields."""

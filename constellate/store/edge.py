@@ -11,7 +11,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from constellate.exceptions import StoreError
-from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record
+from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record, record_from_point
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -61,15 +61,7 @@ def to_edge_filter(flt: Filter | None) -> qe.Filter | None:
 
 
 def _record(point: Any, with_vector: bool) -> Record:
-    vector = None
-    if with_vector and point.vector is not None:
-        vector = np.asarray(point.vector, dtype=np.float32)
-    return Record(
-        id=str(point.id),
-        payload=_without_bool_twins(dict(point.payload or {})),
-        vector=vector,
-        score=getattr(point, "score", None),
-    )
+    return record_from_point(point, with_vector, _without_bool_twins)
 
 
 class EdgeCollection:

@@ -9,7 +9,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record
+from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record, record_from_point
 
 _SCHEMA = {
     "keyword": qm.PayloadSchemaType.KEYWORD,
@@ -41,15 +41,7 @@ def to_client_filter(flt: Filter | None) -> qm.Filter | None:
 
 
 def _record(point: Any, with_vector: bool) -> Record:
-    vector = None
-    if with_vector and point.vector is not None:
-        vector = np.asarray(point.vector, dtype=np.float32)
-    return Record(
-        id=str(point.id),
-        payload=dict(point.payload or {}),
-        vector=vector,
-        score=getattr(point, "score", None),
-    )
+    return record_from_point(point, with_vector, dict)
 
 
 class ClientCollection:

@@ -1,0 +1,77 @@
+"""What a long-running process shares: store, embedder, namer and Redis, each opened on first use."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from constellate.config import Settings
+from constellate.embedding import Embedder
+from constellate.naming import Namer
+from constellate.store.base import VectorStore
+
+
+class Resources:
+    """Lazily opened, thread-safe; anything passed in is used as is (e.g. `up`'s one open store)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore | None = None,
+        embedder: Embedder | None = None,
+        namer: Namer | None = None,
+        redis_url: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._embedder = embedder
+        self._namer = namer
+        self._redis_url = redis_url
+        self._redis: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def store(self) -> VectorStore:
+        with self._lock:
+            if self._store is None:
+                from constellate.store import open_store
+
+                self._store = open_store(self.settings)
+            return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from constellate.embedding import load_embedder
+
+                s = self.settings
+                self._embedder = load_embedder(s.model, s.embed_batch_size, s.device)
+            return self._embedder
+
+    @property
+    def namer(self) -> Namer:
+        with self._lock:
+            if self._namer is None:
+                from constellate.naming import KeyBERTNamer
+
+                self._namer = KeyBERTNamer(self.embedder, top_n=self.settings.name_keywords)
+            return self._namer
+
+    @property
+    def redis_url(self) -> str:
+        with self._lock:
+            if self._redis_url is None:
+                from constellate.embedded_redis import redis_url
+
+                self._redis_url = redis_url(self.settings, start=False)
+            return self._redis_url
+
+    @property
+    def redis(self) -> Any:
+        with self._lock:
+            if self._redis is None:
+                import redis
+
+                self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2)
+            return self._redis
