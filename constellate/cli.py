@@ -93,6 +93,7 @@ def ingest(
     elif report.tickets:
         from tqdm import tqdm
 
+        from constellate.assign import CentroidAssigner
         from constellate.embedding import load_embedder
         from constellate.ingest import ingest_tickets
         from constellate.store import open_store
@@ -105,7 +106,12 @@ def ingest(
             ) as bar,
         ):
             stored = ingest_tickets(
-                report.tickets, store, embedder, chunk_size=settings.upsert_batch_size, progress=bar.update
+                report.tickets,
+                store,
+                embedder,
+                chunk_size=settings.upsert_batch_size,
+                labeller=CentroidAssigner(store),  # labelled at once if clusters exist
+                progress=bar.update,
             )
             store.optimize()
     _print_ingest_summary(report, stored=stored, as_json=as_json, refused=False)

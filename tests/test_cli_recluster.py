@@ -109,3 +109,15 @@ def test_evaluate_banking77_meets_the_quality_bar() -> None:
     assert result["v_measure"] >= 0.80
     assert result["ari"] >= 0.50
     assert result["outlier_fraction"] <= 0.12
+
+
+def test_ingest_after_a_run_labels_tickets_at_once(tmp_path: Path, real_embedder) -> None:
+    texts = [item.text for item in load_banking77(["dev"])[:700]]
+    data_dir = tmp_path / "d"
+    first = [(f"a{i}", t) for i, t in enumerate(texts[:600])]
+    later = [(f"b{i}", t) for i, t in enumerate(texts[600:])]
+    assert _run("ingest", str(_write(tmp_path / "a.jsonl", first)), "--data-dir", str(data_dir), "--json")[0] == 0
+    assert _run("recluster", "--data-dir", str(data_dir), "--json")[0] == 0
+    assert _run("ingest", str(_write(tmp_path / "b.jsonl", later)), "--data-dir", str(data_dir), "--json")[0] == 0
+    labels = _live_labels(data_dir)
+    assert all(labels[k][0] is not None and labels[k][1] for k, _ in later)
