@@ -116,8 +116,10 @@ def test_ingest_after_a_run_labels_tickets_at_once(tmp_path: Path, real_embedder
     data_dir = tmp_path / "d"
     first = [(f"a{i}", t) for i, t in enumerate(texts[:600])]
     later = [(f"b{i}", t) for i, t in enumerate(texts[600:])]
-    assert _run("ingest", str(_write(tmp_path / "a.jsonl", first)), "--data-dir", str(data_dir), "--json")[0] == 0
-    assert _run("recluster", "--data-dir", str(data_dir), "--json")[0] == 0
-    assert _run("ingest", str(_write(tmp_path / "b.jsonl", later)), "--data-dir", str(data_dir), "--json")[0] == 0
+    for name, rows in (("a.jsonl", first), ("b.jsonl", later)):
+        code, _ = _run("ingest", str(_write(tmp_path / name, rows)), "--data-dir", str(data_dir), "--json")
+        assert code == 0
+        if name == "a.jsonl":
+            assert _run("recluster", "--data-dir", str(data_dir), "--json")[0] == 0
     labels = _live_labels(data_dir)
     assert all(labels[k][0] is not None and labels[k][1] for k, _ in later)
