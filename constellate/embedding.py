@@ -13,6 +13,8 @@ import numpy as np
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from constellate.config import Settings
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PACKAGED = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 
@@ -71,20 +73,128 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+class OnnxEmbedder:
+    """The same model run by ONNX Runtime: exported locally from the loaded torch model (no download).
+
+    ``quantize=True`` applies int8 dynamic quantization. Mean pooling and L2 normalisation match the
+    sentence-transformers pipeline of all-MiniLM-L6-v2 (``constellate bench`` prints the mean cosine
+    to the torch vectors).
+    """
+
+    def __init__(self, base: SentenceTransformerEmbedder, cache_dir: Path, quantize: bool = False) -> None:
+        import onnxruntime as ort
+
+        self.base = base
+        self.batch_size = base.batch_size
+        self.tokenizer = base.model[0].tokenizer
+        self.max_length = int(getattr(base.model, "max_seq_length", 256) or 256)
+        path = export_onnx(base, Path(cache_dir), quantize)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    @property
+    def dim(self) -> int:
+        return self.base.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # pad less
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            feeds = {k: batch[k].astype(np.int64) for k in self.inputs}
+            hidden = self.session.run(None, feeds)[0]
+            mask = batch["attention_mask"][..., None].astype(np.float32)
+            out[rows] = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return normalize(out)
+
+
+def export_onnx(base: SentenceTransformerEmbedder, cache_dir: Path, quantize: bool) -> Path:
+    """Export the transformer to ``cache_dir/model.onnx`` once (and ``model-int8.onnx`` if asked)."""
+    import torch
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = cache_dir / "model.onnx"
+    if not fp32.exists():
+        transformer = base.model[0].auto_model.eval()
+
+        class Hidden(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+                return self.inner(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
+
+        sample = base.model[0].tokenizer(["a b", "c d e"], padding=True, return_tensors="pt")
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        tmp = fp32.with_suffix(".tmp")
+        torch.onnx.export(
+            Hidden(transformer),
+            tuple(sample[n] for n in names),
+            str(tmp),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
+        tmp.replace(fp32)
+    if not quantize:
+        return fp32
+    int8 = cache_dir / "model-int8.onnx"
+    if not int8.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    return int8
+
+
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str], SentenceTransformerEmbedder] = {}
+_loaded: dict[tuple[str, str, str], Embedder] = {}
 
 
-def load_embedder(model: str = DEFAULT_MODEL, batch_size: int = 64, device: str = "cpu") -> Embedder:
-    """Return the process-wide embedder for ``model`` (loaded once, shared with naming)."""
-    key = (model if not Path(model).exists() else str(Path(model).resolve()), device)
+def load_embedder(
+    model: str = DEFAULT_MODEL,
+    batch_size: int = 64,
+    device: str = "cpu",
+    backend: str = "torch",
+    cache_dir: Path | None = None,
+) -> Embedder:
+    """Return the process-wide embedder for ``model`` and ``backend`` (loaded once, shared with naming).
+
+    ``backend``: ``torch`` (sentence-transformers), ``onnx`` or ``onnx-int8`` (ONNX Runtime; the
+    export is cached under ``cache_dir``).
+    """
+    name = model if not Path(model).exists() else str(Path(model).resolve())
     with _lock:
-        embedder = _loaded.get(key)
-        if embedder is None:
-            embedder = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
-            _loaded[key] = embedder
-        embedder.batch_size = batch_size
-        return embedder
+        base = _loaded.get((name, device, "torch"))
+        if base is None:
+            base = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
+            _loaded[(name, device, "torch")] = base
+        assert isinstance(base, SentenceTransformerEmbedder)
+        base.batch_size = batch_size
+        if backend == "torch":
+            return base
+        if backend not in ("onnx", "onnx-int8"):
+            raise ValueError(f"unknown embedding backend {backend!r}")
+        key = (name, device, backend)
+        if key not in _loaded:
+            folder = (cache_dir or Path(".constellate") / "models") / Path(name).name
+            _loaded[key] = OnnxEmbedder(base, folder, quantize=backend == "onnx-int8")
+        return _loaded[key]
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -93,3 +203,14 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return vectors / norms
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedder the settings ask for (model, batch size, device, backend)."""
+    return load_embedder(
+        settings.model,
+        settings.embed_batch_size,
+        settings.device,
+        settings.embed_backend,
+        settings.data_dir / "models",
+    )

@@ -42,9 +42,9 @@ def cluster_texts(
     """
     settings = settings or Settings()
     if embedder is None:
-        from constellate.embedding import load_embedder
+        from constellate.embedding import embedder_for
 
-        embedder = load_embedder(settings.model, settings.embed_batch_size, settings.device)
+        embedder = embedder_for(settings)
     if vectors is None:
         vectors = embedder.embed(list(texts))
     result = build_cluster_model(settings, len(texts)).fit(vectors)

@@ -43,10 +43,9 @@ class Resources:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                from constellate.embedding import load_embedder
+                from constellate.embedding import embedder_for
 
-                s = self.settings
-                self._embedder = load_embedder(s.model, s.embed_batch_size, s.device)
+                self._embedder = embedder_for(self.settings)
             return self._embedder
 
     @property

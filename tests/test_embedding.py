@@ -29,3 +29,15 @@ def test_model_is_loaded_once_per_process(real_embedder: Embedder) -> None:
 def test_normalize_keeps_zero_rows() -> None:
     out = normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_onnx_backend_matches_torch(real_embedder: Embedder, tmp_path) -> None:
+    texts = ["my card was declined", "how do I reset my password", "refund not received after 10 days", "hi"]
+    reference = real_embedder.embed(texts)
+    onnx = load_embedder(backend="onnx", cache_dir=tmp_path / "m")
+    assert list((tmp_path / "m").glob("*/model.onnx"))  # exported once, cached per model
+    vectors = onnx.embed(texts)
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    assert float(np.mean(np.sum(vectors * reference, axis=1))) > 0.999
+    int8 = load_embedder(backend="onnx-int8", cache_dir=tmp_path / "m").embed(texts)
+    assert float(np.mean(np.sum(int8 * reference, axis=1))) > 0.9
