@@ -22,7 +22,10 @@ class Services(Resources):
             if self._celery is None:
                 from celery import Celery
 
-                self._celery = Celery("constellate-api", broker=self.redis_url, backend=self.redis_url)
+                # not the current app: in `up` that is the worker's, which owns the tasks
+                self._celery = Celery(
+                    "constellate-api", broker=self.redis_url, backend=self.redis_url, set_as_current=False
+                )
         return str(self._celery.send_task(RECLUSTER_TASK).id)
 
 

@@ -320,6 +320,8 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     consumer_thread = ingestion.run(consumer, stop)
 
     celery_app = make_celery(settings, url, store=store, namer=namer)
+    celery_app.finalize()
+    celery_app.set_current()  # the worker and beat below use this app
     worker = WorkController(
         app=celery_app, pool="solo", concurrency=1, without_mingle=True, without_gossip=True, loglevel="INFO"
     )
@@ -384,6 +386,26 @@ def ingestion_command() -> None:
         consumer = ingestion.make_consumer(settings, redis.Redis.from_url(url), store, embedder)
         click.echo(f"ingestion consumer {consumer.name} reading {url}", err=True)
         consumer.run(stop)
+
+
+@main.command()
+@click.option("--quick", "mode", flag_value="quick", default=True, help="Under 10 minutes (default).")
+@click.option("--full", "mode", flag_value="full", help="Adds 1M tickets and 100k search; long.")
+@click.option("--smoke", "mode", flag_value="smoke", help="Tiny sizes: checks the bench runs (CI).")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results here."
+)
+def bench(mode: str, json_path: Path | None) -> None:
+    """Benchmarks with ratios to baselines measured in the same run (see constellate.bench)."""
+    import tempfile
+
+    from constellate.bench import run_bench
+
+    with tempfile.TemporaryDirectory(prefix="constellate-bench-") as tmp:
+        results = run_bench(mode, lambda line: click.echo(line), Path(tmp) / "models")
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2))
+        click.echo(f"wrote {json_path}")
 
 
 def _stop_on_signals(stop: Any, also: Any = None) -> None:

@@ -8,7 +8,7 @@ from constellate.config import Settings
 from constellate.naming import Namer
 from constellate.resources import Resources
 from constellate.store.base import VectorStore
-from worker.tasks import MAYBE_RECLUSTER_TASK, register
+from worker.tasks import MAYBE_RECLUSTER_TASK, bind
 
 
 def make_celery(
@@ -43,5 +43,5 @@ def make_celery(
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
     )
-    register(app, Resources(settings, store=store, namer=namer, redis_url=redis_url))
+    bind(Resources(settings, store=store, namer=namer, redis_url=redis_url))
     return app

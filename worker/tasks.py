@@ -1,7 +1,9 @@
 """Thin tasks: take the run lock, call constellate.recluster, say why a trigger was skipped.
 
-Tasks are registered on the app ``make_celery`` builds (not ``shared_task``): a process may hold
-other Celery apps (the API's enqueueing client), and each task must reach its own app's resources.
+The tasks are ``shared_task``s that reach the process's resources through :func:`bind`, which
+``make_celery`` calls (one worker app per process; tests bind each app they build). Looking the
+resources up on ``task.app`` failed in ``constellate up``, where the API's enqueueing client is a
+second Celery app in the same process.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from celery import shared_task
+
 from constellate.recluster import recluster
 from constellate.run_lock import RunLock
 
 if TYPE_CHECKING:
-    from celery import Celery
-
     from constellate.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -47,14 +49,27 @@ def maybe_recluster(res: Resources) -> dict[str, Any]:
     return run_recluster(res)
 
 
-def register(app: Celery, res: Resources) -> None:
-    """Register the tasks on ``app`` only (``shared=False``: other apps in this process must not
-    inherit tasks bound to these resources), bound to ``res``."""
+_bound: list[Resources] = []
 
-    @app.task(name=RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True, shared=False)
-    def recluster_task() -> dict[str, Any]:
-        return run_recluster(res)
 
-    @app.task(name=MAYBE_RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True, shared=False)
-    def maybe_recluster_task() -> dict[str, Any]:
-        return maybe_recluster(res)
+def bind(res: Resources) -> None:
+    """Make ``res`` the resources the tasks in this process use."""
+    _bound[:] = [res]
+
+
+def _resources() -> Resources:
+    if not _bound:
+        raise RuntimeError("no resources bound: build the app with worker.make_celery")
+    return _bound[0]
+
+
+@shared_task(name=RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
+def recluster_task() -> dict[str, Any]:
+    """Recluster now (skipped, saying why, while another run holds the lock)."""
+    return run_recluster(_resources())
+
+
+@shared_task(name=MAYBE_RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
+def maybe_recluster_task() -> dict[str, Any]:
+    """Beat's trigger: recluster when enough new tickets arrived."""
+    return maybe_recluster(_resources())
