@@ -190,9 +190,9 @@ def load_embedder(
             return base
         if backend not in ("onnx", "onnx-int8"):
             raise ValueError(f"unknown embedding backend {backend!r}")
-        key = (name, device, backend)
+        folder = (cache_dir or Path(".constellate") / "models") / Path(name).name
+        key = (name, device, f"{backend}:{folder.resolve()}")
         if key not in _loaded:
-            folder = (cache_dir or Path(".constellate") / "models") / Path(name).name
             _loaded[key] = OnnxEmbedder(base, folder, quantize=backend == "onnx-int8")
         return _loaded[key]
 

@@ -195,17 +195,24 @@ def label_stragglers(store: VectorStore, slot: str) -> int:
 
 
 def read_all(store: VectorStore, live_slot: str | None, page_size: int = 2048) -> Scan:
-    """Scan every ticket vector with its live cluster id."""
+    """Scan every ticket vector with its live cluster id.
+
+    Only labels a recluster wrote count as membership (-1 otherwise): a label given at ingest is a
+    nearest-centroid guess, and counting it would let a new topic's tickets, all guessed into one
+    old cluster, take over that cluster's id.
+    """
     key = slot_field(live_slot, "cluster_id") if live_slot else None
+    by = slot_field(live_slot, "assigned_by") if live_slot else None
     ids: list[str] = []
     blocks: list[np.ndarray] = []
     prev: list[int] = []
-    for page in store.iter_vectors(page_size=page_size, fields=[key] if key else []):
+    for page in store.iter_vectors(page_size=page_size, fields=[key, by] if key and by else []):
         ids.extend(page.ids)
         blocks.append(page.vectors)
         for payload in page.payloads:
             value = payload.get(key) if key else None
-            prev.append(int(value) if isinstance(value, int) and not isinstance(value, bool) else -1)
+            known = isinstance(value, int) and not isinstance(value, bool) and payload.get(by) == "recluster"
+            prev.append(int(value) if known else -1)
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
     return Scan(ids, vectors, np.asarray(prev, dtype=np.int64))
 

@@ -13,7 +13,8 @@ def test_bench_smoke_prints_every_section_and_the_json_shape(tmp_path) -> None:
     lines: list[str] = []
     results = run_bench("smoke", lines.append, tmp_path / "models")
     assert {"ingest", "encoder", "recluster", "search", "assign"} <= set(results)
-    assert set(results["ingest"]) >= {"per_s", "ratio_vs_encode"} and results["ingest"]["per_s"] > 0
+    assert set(results["ingest"]) >= {"per_s", "ratio_vs_encode", "stream"} and results["ingest"]["per_s"] > 0
+    assert results["ingest"]["stream"]["per_s"] > 0
     assert results["encoder"]["backend"] in ("onnx", "onnx-int8")
     assert set(results["encoder"]) >= {"ratio_vs_torch", "cosine"} and results["encoder"]["cosine"] > 0.9
     assert set(results["recluster"]["400"]) >= {"seconds", "peak_rss_mb"}

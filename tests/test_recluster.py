@@ -199,3 +199,20 @@ def test_tickets_stored_during_a_run_are_labelled_when_it_switches(filled, small
     for t in fresh:
         view = ticket_view(store.get_ticket(t.id).payload, slot)
         assert view["cluster_id"] == expected and view["assigned_by"] == "ingest"
+
+
+def test_labels_guessed_at_ingest_do_not_let_a_new_topic_take_an_old_id(filled, small_settings) -> None:
+    from constellate.assign import CentroidAssigner
+
+    store, tickets, _ = filled
+    recluster(store, small_settings)
+    before, _ = _labels(store, tickets)
+    fresh, vectors, _ = topic_data(1, 30, seed=5, prefix="new", start=6)
+    guessed = CentroidAssigner(store).label(vectors)  # all guessed into some old cluster
+    store.upsert_tickets(fresh, vectors, guessed)
+    run = recluster(store, small_settings)
+    after, _ = _labels(store, tickets)
+    born = [e["cluster_id"] for e in run["events"] if e["event"] == "born"]
+    new_ids, _ = _labels(store, fresh)
+    assert len(born) == 1 and set(new_ids) == set(born)
+    assert before == after
