@@ -210,6 +210,14 @@ def fill_store(data_dir: Path, vectors: np.ndarray, texts: Sequence[str], rows: 
         store.close()
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM; ru_maxrss would include the parent's peak at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _recluster_child(data_dir: str) -> None:
     """Run one recluster in this (child) process and print seconds and peak RSS as JSON."""
     from constellate.naming import KeyBERTNamer
@@ -218,7 +226,7 @@ def _recluster_child(data_dir: str) -> None:
 
     settings = Settings(data_dir=Path(data_dir))
     namer = KeyBERTNamer(load_embedder())
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _peak_rss_mb()
     store = edge_store(settings)
     try:
         run, seconds = _timed(lambda: recluster(store, settings, namer=namer))
@@ -230,7 +238,7 @@ def _recluster_child(data_dir: str) -> None:
                 "seconds": round(seconds, 2),
                 "stages": run["seconds"],
                 "clusters": run["n_clusters"],
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mb": round(_peak_rss_mb()),
                 "rss_model_mb": round(rss_before),
             }
         )
@@ -269,11 +277,13 @@ def bench_bertopic(
     except ImportError:
         say("bertopic: not installed (scripts/bench installs it); section skipped")
         return None
+    from constellate.clustering import UMAPReducer
     from constellate.evaluate import external_metrics
     from constellate.naming import KeyBERTNamer
     from constellate.recluster import recluster
     from constellate.store import edge_store
 
+    UMAPReducer().fit_transform(vectors[:5000])  # compile numba's kernels first: neither side pays it
     (topics, _), bt_s = _timed(lambda: BERTopic().fit_transform(list(texts), embeddings=vectors))
     bt = external_metrics(labels, topics)
     with tempfile.TemporaryDirectory() as tmp:
