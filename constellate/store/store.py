@@ -45,13 +45,20 @@ class QdrantStore:
         self.runs = runs
         self.write_batch = write_batch
         self._on_close = on_close
+        self._ensured: int | None = None
 
     # -- set-up -----------------------------------------------------------------------------------
     def ensure_collections(self, dim: int) -> None:
-        """Create the three collections and their payload indexes if missing (idempotent)."""
+        """Create the three collections and their payload indexes if missing (idempotent).
+
+        Checked against the engine once per store object: ingestion calls this for every batch.
+        """
+        if self._ensured == dim:
+            return
         self.tickets.create(dim, TICKET_INDEXES)
         self.clusters.create(dim, CLUSTER_INDEXES)
         self.runs.create(_RUN_DIM, {"kind": "keyword"})
+        self._ensured = dim
 
     # -- tickets ----------------------------------------------------------------------------------
     def upsert_tickets(
@@ -142,14 +149,7 @@ class QdrantStore:
         """A run's catalogue ordered by cluster id (empty for ``None``: no run yet)."""
         if run_id is None:
             return []
-        out: list[Record] = []
-        offset: str | None = None
-        flt = Filter(must=(Match("run_id", run_id),))
-        while True:
-            records, offset = self.clusters.scroll(flt, limit=1024, offset=offset, with_vector=with_vector)
-            out.extend(records)
-            if offset is None:
-                break
+        out = _scroll_all(self.clusters, Filter(must=(Match("run_id", run_id),)), with_vector=with_vector)
         return sorted(out, key=lambda r: int(r.payload.get("cluster_id", 0)))
 
     def get_cluster(self, run_id: str | None, cluster_id: int) -> Record | None:
@@ -161,14 +161,8 @@ class QdrantStore:
 
     def prune_clusters(self, keep_run_id: str) -> int:
         """Delete catalogue entries of every run but ``keep_run_id``; returns how many went."""
-        stale: list[str] = []
-        offset: str | None = None
         flt = Filter(must_not=(Match("run_id", keep_run_id),))
-        while True:
-            records, offset = self.clusters.scroll(flt, limit=1024, offset=offset, fields=["run_id"])
-            stale.extend(r.id for r in records)
-            if offset is None:
-                break
+        stale = [r.id for r in _scroll_all(self.clusters, flt, fields=["run_id"])]
         self.clusters.delete(stale)
         return len(stale)
 
@@ -185,14 +179,7 @@ class QdrantStore:
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """Run records, newest first."""
-        runs: list[dict[str, Any]] = []
-        offset: str | None = None
-        flt = Filter(must=(Match("kind", "run"),))
-        while True:
-            records, offset = self.runs.scroll(flt, limit=1024, offset=offset)
-            runs.extend(_strip_kind(r.payload) for r in records)
-            if offset is None:
-                break
+        runs = [_strip_kind(r.payload) for r in _scroll_all(self.runs, Filter(must=(Match("kind", "run"),)))]
         runs.sort(key=lambda r: str(r.get("started_at", "")), reverse=True)
         return runs[:limit]
 
@@ -224,6 +211,21 @@ class QdrantStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _scroll_all(
+    collection: Collection, flt: Filter | None, with_vector: bool = False, fields: Sequence[str] | None = None
+) -> list[Record]:
+    """Every point matching ``flt``, paging through the collection."""
+    out: list[Record] = []
+    offset: str | None = None
+    while True:
+        records, offset = collection.scroll(
+            flt, limit=1024, offset=offset, with_vector=with_vector, fields=fields
+        )
+        out.extend(records)
+        if offset is None:
+            return out
 
 
 def _strip_kind(payload: dict[str, Any]) -> dict[str, Any]:
