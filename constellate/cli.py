@@ -17,10 +17,6 @@ from constellate.exceptions import ConstellateError
 _MAX_LISTED_ERRORS = 20
 
 
-def _settings(data_dir: Path | None) -> Settings:
-    return get_settings(data_dir=data_dir)
-
-
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
@@ -66,7 +62,7 @@ def ingest(
     Exit status: 0 when every good row was stored (bad rows, if any, are listed), 1 when --strict
     refused the file or no row could be stored, 2 for usage errors.
     """
-    settings = _settings(data_dir)
+    settings = get_settings(data_dir=data_dir)
     try:
         report = read_tickets(
             path, fmt, FieldMap(text_field, id_field, created_at_field), settings.max_text_chars
@@ -265,7 +261,7 @@ def status(as_json: bool, data_dir: Path | None) -> None:
     from constellate.status import store_status
     from constellate.store import open_store
 
-    settings = _settings(data_dir)
+    settings = get_settings(data_dir=data_dir)
     try:
         with open_store(settings) as store:
             info = store_status(store)

@@ -9,7 +9,7 @@ MMR for variety — measured in DESIGN.md as the best names in 0.5 s for 40 clus
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
@@ -81,17 +81,15 @@ class Namer(Protocol):
     def keywords(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]: ...
 
 
-class _EmbedderBackend:
-    """Adapts a constellate :class:`Embedder` to KeyBERT's backend interface."""
+def _keybert_backend(embedder: Embedder) -> Any:
+    """A constellate :class:`Embedder` behind KeyBERT's backend interface (KeyBERT imported lazily)."""
+    from keybert.backend import BaseEmbedder
 
-    def __init__(self, embedder: Embedder) -> None:
-        from keybert.backend import BaseEmbedder
+    class Backend(BaseEmbedder):
+        def embed(self, documents: list[str], verbose: bool = False) -> np.ndarray:
+            return embedder.embed(documents)
 
-        class Backend(BaseEmbedder):
-            def embed(self, documents: list[str], verbose: bool = False) -> np.ndarray:
-                return embedder.embed(documents)
-
-        self.backend = Backend()
+    return Backend()
 
 
 class KeyBERTNamer:
@@ -106,7 +104,7 @@ class KeyBERTNamer:
         self.top_n = top_n
         self.candidates = candidates
         self.diversity = diversity
-        self.kw = KeyBERT(model=_EmbedderBackend(embedder).backend)
+        self.kw = KeyBERT(model=_keybert_backend(embedder))
 
     def keywords(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]:
         joined = [" \n ".join(texts) for texts in docs]
