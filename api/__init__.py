@@ -35,15 +35,30 @@ def create_app(
     metrics.install(app, svc)
     key = settings.api_key.get_secret_value().encode() if settings.api_key else None
 
+    origins = set(settings.cors_origins)
+
     @app.before_request
     def _require_key() -> Any:
         if key is None or request.path in OPEN_PATHS:
             return None
+        if request.method == "OPTIONS" and request.headers.get("Origin") in origins:
+            return None  # a CORS preflight carries no credentials
         header = request.headers.get("Authorization", "")
         given = header[7:].encode() if header.startswith("Bearer ") else b""
         if not hmac.compare_digest(given, key):  # constant time
             return error_response(401, "missing or wrong API key (Authorization: Bearer <key>)")
         return None
+
+    @app.after_request
+    def _cors(response: Any) -> Any:
+        """CORS headers only for configured origins (none by default: browsers refuse cross-origin)."""
+        origin = request.headers.get("Origin")
+        if origin and origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+            response.headers["Vary"] = "Origin"
+        return response
 
     for module in (tickets, search, clusters, runs, health):
         app.register_blueprint(module.bp)

@@ -29,7 +29,17 @@ data_dir_option = click.option(
 )
 
 
-@click.group()
+class _Group(click.Group):
+    """Any user-actionable error (bad settings included) becomes a message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConstellateError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
 def main() -> None:
     """constellate: continuous clustering of support tickets."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from constellate.exceptions import ConfigError
 
 
 class Settings(BaseSettings):
@@ -14,6 +16,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONSTELLATE_", env_file=None, extra="ignore")
 
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses to start without real secrets."
+    )
     data_dir: Path = Field(Path(".constellate"), description="Embedded store and Valkey data live here.")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded qdrant-edge.")
     qdrant_api_key: SecretStr | None = None
@@ -56,12 +61,20 @@ class Settings(BaseSettings):
     # -- worker -----------------------------------------------------------------------------------
     recluster_interval_seconds: float = Field(3600.0, gt=0)
     recluster_min_new_tickets: int = Field(50, ge=0, description="Beat skips the run below this many.")
-    recluster_lock_seconds: int = Field(3 * 3600, ge=60, description="Lock timeout: above the longest run.")
+    recluster_lock_seconds: int = Field(
+        60, ge=3, description="Lease of the run lock, renewed while the run lives; a dead run frees it."
+    )
+    recluster_max_seconds: int = Field(
+        3 * 3600, ge=60, description="Longest run: a task unacknowledged this long is redelivered."
+    )
 
     # -- API ------------------------------------------------------------------------------------
     api_key: SecretStr | None = Field(None, description="When set, every route but /healthz needs it.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     max_batch: int = Field(1000, ge=1, description="Most tickets in one POST /tickets.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed cross-origin (JSON list); empty = CORS off."
+    )
 
     # -- ingestion consumer ---------------------------------------------------------------------
     ingest_batch_size: int = Field(64, ge=1, le=4096, description="Stream micro-batch size.")
@@ -73,13 +86,53 @@ class Settings(BaseSettings):
     clusters_collection: str = "clusters"
     runs_collection: str = "runs"
 
+    @model_validator(mode="after")
+    def _real_secrets_in_production(self) -> Settings:
+        """Outside development, refuse a missing API key and any placeholder secret."""
+        if self.environment != "production":
+            return self
+        problems = []
+        if self.api_key is None:
+            problems.append("CONSTELLATE_API_KEY is not set")
+        for name, secret in (
+            ("CONSTELLATE_API_KEY", self.api_key),
+            ("CONSTELLATE_QDRANT_API_KEY", self.qdrant_api_key),
+        ):
+            if secret is not None and is_placeholder(secret.get_secret_value()):
+                problems.append(f"{name} is a placeholder or too short (use 16+ random characters)")
+        if self.qdrant_url and self.qdrant_api_key is None:
+            problems.append("CONSTELLATE_QDRANT_API_KEY is not set for the Qdrant server")
+        if "*" in self.cors_origins:
+            problems.append("CONSTELLATE_CORS_ORIGINS may not be '*' in production")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
     @property
     def embedded_store_path(self) -> Path:
         """Directory of the embedded qdrant-edge shards."""
         return self.data_dir / "qdrant"
 
 
+PLACEHOLDERS = ("change-me", "changeme", "secret", "password", "example", "placeholder", "xxx")
+
+
+def is_placeholder(value: str) -> bool:
+    """A secret nobody should run with: short, or containing a well-known placeholder word."""
+    lowered = value.strip().lower()
+    return len(lowered) < 16 or any(word in lowered for word in PLACEHOLDERS)
+
+
 def get_settings(**overrides: object) -> Settings:
     """Build settings from the environment; explicit keyword overrides (e.g. CLI flags) win."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:  # its own text quotes the input, secrets included
+        reasons = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}".removeprefix(
+                "settings: Value error, "
+            )
+            for e in exc.errors()
+        ]
+        raise ConfigError("invalid settings: " + "; ".join(reasons)) from None

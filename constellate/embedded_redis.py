@@ -7,6 +7,8 @@ Called by entry points only (``constellate up``, the ``worker.celery`` module) w
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,9 @@ def redis_url(settings: Settings, start: bool = True) -> str:
     if marker.exists():
         url = marker.read_text().strip()
         if _answers(url):
-            return url
+            if _owner_alive(folder):
+                return url  # another constellate process of this data dir runs it: share it
+            _shutdown(url)  # orphaned by a killed owner: take over (its AOF is on disk)
     if not start:
         raise RuntimeError(f"no embedded Valkey is running for {settings.data_dir}")
     return start_embedded(folder)
@@ -46,6 +50,7 @@ def start_embedded(folder: Path) -> str:
     _server = server
     url = server.connection_url
     (folder / "url").write_text(url + "\n")
+    (folder / "owner").write_text(f"{os.getpid()}\n")
     return url
 
 
@@ -56,6 +61,27 @@ def stop_embedded() -> None:
         with contextlib.suppress(Exception):
             _server.stop()
         _server = None
+
+
+def _owner_alive(folder: Path) -> bool:
+    """Whether the process that started the data dir's Valkey still runs."""
+    try:
+        pid = int((folder / "owner").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _shutdown(url: str, timeout: float = 10.0) -> None:
+    """Ask a Valkey we did not start to save its AOF and exit; wait until it stops answering."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(url, socket_timeout=5).shutdown(save=True)
+    deadline = time.monotonic() + timeout
+    while _answers(url) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _answers(url: str) -> bool:

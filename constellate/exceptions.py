@@ -11,3 +11,7 @@ class InputError(ConstellateError):
 
 class StoreError(ConstellateError):
     """The vector store could not be opened or answered with an error."""
+
+
+class ConfigError(ConstellateError):
+    """Settings were refused; the message names the settings, never their values."""

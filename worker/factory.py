@@ -21,7 +21,7 @@ def make_celery(
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
     app = Celery("constellate", broker=redis_url, backend=redis_url)
-    longest_run = settings.recluster_lock_seconds
+    longest_run = settings.recluster_max_seconds
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,

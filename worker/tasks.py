@@ -32,8 +32,9 @@ def run_recluster(res: Resources) -> dict[str, Any]:
         reason = f"skipped: run {lock.holder() or '?'} holds the recluster lock"
         log.info(reason)
         return {"status": "skipped", "reason": reason}
+    lock.keep_alive()
     try:
-        run = recluster(res.store, res.settings, namer=res.namer, run_id=lock.run_id)
+        run = recluster(res.store, res.settings, namer=res.namer, run_id=lock.run_id, progress=log.info)
     finally:
         lock.release()
     return {k: v for k, v in run.items() if k != "events"}
