@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 from pydantic import ValidationError
 
 from api.errors import ApiError, validation_details
 from api.schemas import TicketIn
 from api.services import services
-from api.views import ticket_out
+from api.views import json_body, ticket_out
 from constellate.datasets import FieldMap, ticket_from_row
 from constellate.stream import publish
 from constellate.tickets import Ticket
@@ -25,9 +25,7 @@ def post_tickets() -> Any:
     A batch is all or nothing: any bad item refuses the request with a reason per item.
     """
     svc = services()
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "body must be a JSON object (Content-Type: application/json)")
+    body = json_body()
     if isinstance(body, dict) and "tickets" in body:
         extra = sorted(set(body) - {"tickets"})
         if extra:
@@ -44,6 +42,7 @@ def post_tickets() -> Any:
 
     tickets: list[Ticket] = []
     errors: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     too_long = False
     for index, item in enumerate(items):
         try:
@@ -58,6 +57,11 @@ def post_tickets() -> Any:
                 {"index": index, "field": "text" if "text" in str(exc) else None, "reason": str(exc)}
             )
             continue
+        if ticket.id in seen:
+            reason = f"id {ticket.id!r} repeats item {seen[ticket.id]}; one batch may hold an id once"
+            errors.append({"index": index, "field": "id", "reason": reason})
+            continue
+        seen[ticket.id] = index
         tickets.append(ticket)
     if errors:
         status = 413 if too_long and all("limit is" in e["reason"] for e in errors) else 422
