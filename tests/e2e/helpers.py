@@ -31,9 +31,14 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     )
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 30, key: str | None = None
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()

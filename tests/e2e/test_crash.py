@@ -142,7 +142,9 @@ def test_up_killed_and_restarted_keeps_every_acknowledged_ticket(tmp_path) -> No
         started = time.monotonic()
         wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the restarted service")
         wait_for(lambda: stored() == 2000, 240, "all 2,000 acknowledged tickets")
-        print(f"stored {before_kill:.0f} before SIGKILL; 2000 after restart in {time.monotonic() - started:.1f}s")
+        print(
+            f"stored {before_kill:.0f} before SIGKILL; 2000 after restart in {time.monotonic() - started:.1f}s"
+        )
         for i in (0, 999, 1000, 1999):
             status, ticket = http("GET", f"{base}/tickets/u{i}")
             assert status == 200 and ticket["text"] == texts[i].strip()
@@ -204,7 +206,9 @@ def test_redis_restarted_under_the_consumer_and_the_worker(tmp_path, hash_embedd
             wait_for(lambda: store.count() == 400, 120, "the consumer to reconnect and store the rest")
             stored_after = time.monotonic() - started
             result = app.send_task(RECLUSTER_TASK).get(timeout=180)
-            print(f"after the Redis restart: 200 more stored in {stored_after:.1f}s, recluster {result['status']}")
+            print(
+                f"after the Redis restart: 200 more stored in {stored_after:.1f}s, recluster {result['status']}"
+            )
             assert result["status"] == "succeeded" and result["n_points"] == 400
     finally:
         stop.set()
