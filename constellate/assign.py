@@ -18,13 +18,14 @@ class CentroidAssigner:
     Labels go into both slots: the live one, so readers see the ticket labelled at once, and the
     other, so a run that is writing that slot right now and did not see this ticket still leaves it
     labelled when it switches (the next run relabels it). The catalogue is cached per run and
-    reloaded when the current run changes.
+    reloaded when the current run changes or a human edits it.
     """
 
     def __init__(self, store: VectorStore) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._run: str | None = None
+        self._version: tuple[str | None, str | None] | None = None
         self._centroids: np.ndarray | None = None
         self._ids: list[int] = []
         self._names: list[str] = []
@@ -33,8 +34,10 @@ class CentroidAssigner:
     def _refresh(self) -> None:
         state = self.store.get_state()
         run = state.get("current_run")
-        if run == self._run:
+        version = (run, state.get("edited_at"))
+        if version == self._version:
             return
+        self._version = version
         records = self.store.list_clusters(run, with_vector=True) if run else []
         self._run = run
         self._ids = [int(r.payload["cluster_id"]) for r in records]

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         0.25, ge=0.0, le=1.0, description="A continued cluster is renamed when keyword overlap falls below."
     )
     exemplars: int = Field(5, ge=0, le=50)
+    map_points: int = Field(5000, ge=0, le=200_000, description="Tickets drawn on the page's map per run.")
+
+    # -- alerts -----------------------------------------------------------------------------------
+    alert_webhook_url: str | None = Field(None, description="POST each run's alerts here (JSON).")
+    alert_min_size: int = Field(25, ge=2, description="Smallest born cluster, growth or outlier group.")
+    alert_growth_factor: float = Field(3.0, gt=1.0, description="Growth against the cluster's average.")
 
     # -- worker -----------------------------------------------------------------------------------
     recluster_interval_seconds: float = Field(3600.0, gt=0)

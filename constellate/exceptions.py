@@ -15,3 +15,7 @@ class StoreError(ConstellateError):
 
 class ConfigError(ConstellateError):
     """Settings were refused; the message names the settings, never their values."""
+
+
+class NotFound(InputError):
+    """The cluster, ticket or run named does not exist (HTTP 404)."""

@@ -16,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from constellate.alerts import ALERT_KIND, Notifier, detect_alerts
 from constellate.clustering import ClusterResult, OutlierScale, build_cluster_model
 from constellate.config import Settings
+from constellate.edits import NOT_OUTLIER, apply_edits, enforce_ticket_edits, list_edits
 from constellate.identity import Lineage, match_clusters
 from constellate.labels import other_slot, slot_field, slot_payload
+from constellate.mapping import map_layout
 from constellate.naming import Namer, keyword_overlap, make_name
 from constellate.store.base import Filter, IsEmpty, VectorStore
 from constellate.tickets import utc_now_precise
@@ -31,11 +34,12 @@ METRICS_SAMPLE = 5000
 
 @dataclass
 class Scan:
-    """Every ticket's point id, vector and live cluster id (-1 when unlabelled)."""
+    """Every ticket's point id, vector, live cluster id (-1 when unlabelled) and outlier override."""
 
     ids: list[str]
     vectors: np.ndarray
     prev_labels: np.ndarray
+    not_outlier: np.ndarray  # a human cleared the ticket's outlier flag
 
 
 def new_run_id() -> str:
@@ -49,8 +53,13 @@ def recluster(
     namer: Namer | None = None,
     progress: Progress | None = None,
     run_id: str | None = None,
+    notifier: Notifier | None = None,
 ) -> dict[str, Any]:
-    """Run one full recluster over every stored ticket and return the run record."""
+    """Run one full recluster over every stored ticket and return the run record.
+
+    Human edits are re-applied after identity matching; after the switch, alerts are detected,
+    stored and handed to ``notifier`` (which must not block).
+    """
     say = progress or (lambda _msg: None)
     run_id = run_id or new_run_id()
     state = store.get_state()
@@ -85,22 +94,30 @@ def recluster(
         seconds.update(result.seconds)
 
         t0 = time.perf_counter()
-        scale = OutlierScale.fit(1.0 - result.similarity, settings.outlier_share)
-        scores = scale.score(1.0 - result.similarity)
-        outlier = scale.is_outlier(scores)
-        seconds["outliers"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
         previous = store.list_clusters(state.get("current_run"), with_vector=True)
         prev_centroids = {int(r.payload["cluster_id"]): r.vector for r in previous if r.vector is not None}
+        edits = list_edits(store)
         lineage = match_clusters(
             result.labels,
             result.centroids,
             scan.prev_labels,
             prev_centroids,
-            int(state.get("next_cluster_id", 0)),
+            max([int(store.get_state().get("next_cluster_id", 0)), *_split_ids(edits, plus=1)]),
         )
+        result, lineage = apply_edits(edits, scan.ids, scan.vectors, result, lineage)
         seconds["match"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        scale = OutlierScale.fit(1.0 - result.similarity, settings.outlier_share)
+        scores = scale.score(1.0 - result.similarity)
+        outlier = scale.is_outlier(scores) & ~scan.not_outlier
+        seconds["outliers"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        map_rows, coords = map_layout(scan.vectors, settings.map_points, settings.seed)
+        map_xy = np.full((n, 2), np.nan, dtype=np.float32)
+        map_xy[map_rows] = coords
+        seconds["map"] = time.perf_counter() - t0
 
         say(f"naming {result.n_clusters} clusters")
         t0 = time.perf_counter()
@@ -123,6 +140,8 @@ def recluster(
                         "outlier_score": round(float(scores[i]), 4),
                         "label_run": run_id,
                         "assigned_by": "recluster",
+                        "map_x": None if np.isnan(map_xy[i, 0]) else round(float(map_xy[i, 0]), 4),
+                        "map_y": None if np.isnan(map_xy[i, 1]) else round(float(map_xy[i, 1]), 4),
                     },
                 ),
             )
@@ -143,15 +162,18 @@ def recluster(
             noise_fraction=round(float(result.noise.mean()), 4),
             outlier_fraction=round(float(outlier.mean()), 4),
             events=lineage.events,
+            sizes={str(c["cluster_id"]): int(c["size"]) for c in catalogue},
             **metrics,
         )
-        # The switch: one write makes the new labels and catalogue live.
+        # The switch: one write makes the new labels and catalogue live. The state is read again so
+        # an id a human split took during the run is never handed out twice.
+        fresh = store.get_state()
         store.set_state(
             {
-                **state,
+                **fresh,
                 "current_run": run_id,
                 "slot": target,
-                "next_cluster_id": lineage.next_id,
+                "next_cluster_id": max(lineage.next_id, int(fresh.get("next_cluster_id", 0))),
                 "outlier_scale": scale.to_dict(),
                 "tickets_at_run": n,
                 "switched_at": utc_now_precise(),
@@ -159,9 +181,16 @@ def recluster(
         )
         t0 = time.perf_counter()
         run["caught_up"] = label_stragglers(store, target)
+        enforce_ticket_edits(store, target)
         store.prune_clusters(keep_run_id=run_id)
         store.optimize()
         seconds["optimize"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        alerts = _alerts(store, run, catalogue, scan, outlier, settings)
+        run["alerts"] = len(alerts)
+        seconds["alerts"] = time.perf_counter() - t0
+        if alerts and notifier is not None:
+            notifier.notify(alerts)
         seconds["total"] = time.perf_counter() - started
         run["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
         store.save_run(run)
@@ -206,15 +235,18 @@ def read_all(store: VectorStore, live_slot: str | None, page_size: int = 2048) -
     ids: list[str] = []
     blocks: list[np.ndarray] = []
     prev: list[int] = []
-    for page in store.iter_vectors(page_size=page_size, fields=[key, by] if key and by else []):
+    cleared: list[bool] = []
+    fields = [key, by, NOT_OUTLIER] if key and by else [NOT_OUTLIER]
+    for page in store.iter_vectors(page_size=page_size, fields=fields):
         ids.extend(page.ids)
         blocks.append(page.vectors)
         for payload in page.payloads:
             value = payload.get(key) if key else None
             known = isinstance(value, int) and not isinstance(value, bool) and payload.get(by) == "recluster"
             prev.append(int(value) if known else -1)
+            cleared.append(payload.get(NOT_OUTLIER) == "no")
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
-    return Scan(ids, vectors, np.asarray(prev, dtype=np.int64))
+    return Scan(ids, vectors, np.asarray(prev, dtype=np.int64), np.asarray(cleared, dtype=bool))
 
 
 def build_catalogue(
@@ -303,6 +335,44 @@ def internal_metrics(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict
         "silhouette": round(float(silhouette_score(x, y, metric="cosine")), 4),
         "davies_bouldin": round(float(davies_bouldin_score(x, y)), 4),
     }
+
+
+def _split_ids(edits: list[dict[str, Any]], plus: int = 0) -> list[int]:
+    return [int(e["cluster_id"]) + plus for e in edits if e.get("type") == "split"]
+
+
+def _alerts(
+    store: VectorStore,
+    run: dict[str, Any],
+    catalogue: list[dict[str, Any]],
+    scan: Scan,
+    outlier: np.ndarray,
+    settings: Settings,
+) -> list[dict[str, Any]]:
+    """Detect and store this run's alerts."""
+    rows = np.flatnonzero(outlier)
+    history = [
+        r
+        for r in store.list_runs(limit=10)
+        if r.get("status") == "succeeded" and r["run_id"] != run["run_id"]
+    ]
+
+    def texts_for(picked: Any) -> list[str]:
+        records = store.get_points([scan.ids[rows[i]] for i in picked])
+        return [str(r.payload.get("text", "")) for r in records]
+
+    found = detect_alerts(
+        run,
+        catalogue,
+        history,
+        scan.vectors[rows],
+        texts_for,
+        settings.alert_min_size,
+        settings.alert_growth_factor,
+    )
+    for alert in found:
+        store.save_record(ALERT_KIND, alert["alert_id"], alert)
+    return found
 
 
 def _abandon_stale_runs(store: VectorStore) -> None:

@@ -159,6 +159,10 @@ class QdrantStore:
         found = self.clusters.retrieve([cluster_point_id(run_id, cluster_id)], with_vector=True)
         return found[0] if found else None
 
+    def delete_cluster(self, run_id: str, cluster_id: int) -> None:
+        """Remove one catalogue entry of a run (a human merge folded it into another)."""
+        self.clusters.delete([cluster_point_id(run_id, cluster_id)])
+
     def prune_clusters(self, keep_run_id: str) -> int:
         """Delete catalogue entries of every run but ``keep_run_id``; returns how many went."""
         flt = Filter(must_not=(Match("run_id", keep_run_id),))
@@ -182,6 +186,17 @@ class QdrantStore:
         runs = [_strip_kind(r.payload) for r in _scroll_all(self.runs, Filter(must=(Match("kind", "run"),)))]
         runs.sort(key=lambda r: str(r.get("started_at", "")), reverse=True)
         return runs[:limit]
+
+    def save_record(self, kind: str, record_id: str, record: dict[str, Any]) -> None:
+        """Insert or replace a small record of ``kind`` (``edit``, ``alert``) beside the runs."""
+        point = str(uuid.uuid5(_META_NAMESPACE, f"{kind}:{record_id}"))
+        self.runs.upsert([point], np.ones((1, _RUN_DIM)), [{**record, "kind": kind}])
+
+    def list_records(self, kind: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Records of ``kind``, newest ``created_at`` first."""
+        found = [_strip_kind(r.payload) for r in _scroll_all(self.runs, Filter(must=(Match("kind", kind),)))]
+        found.sort(key=lambda r: str(r.get("created_at", "")), reverse=True)
+        return found[:limit]
 
     def get_state(self) -> dict[str, Any]:
         """Service state (e.g. the current run pointer); empty before the first run."""

@@ -187,3 +187,21 @@ def test_edge_store_persists_across_reopen(settings) -> None:
         assert again.get_ticket("t29").payload["metadata"] == {"i": 29}
     finally:
         again.close()
+
+
+def test_records_and_deleting_one_cluster(store) -> None:
+    store.ensure_collections(DIM)
+    store.save_record("edit", "e1", {"edit_id": "e1", "type": "rename", "created_at": "2026-01-01T00:00:00Z"})
+    store.save_record("edit", "e2", {"edit_id": "e2", "type": "merge", "created_at": "2026-01-02T00:00:00Z"})
+    store.save_record("alert", "a1", {"alert_id": "a1", "created_at": "2026-01-03T00:00:00Z"})
+    store.save_record(
+        "edit", "e1", {"edit_id": "e1", "type": "rename", "created_at": "2026-01-01T00:00:00Z", "name": "x"}
+    )
+    assert [e["edit_id"] for e in store.list_records("edit")] == ["e2", "e1"]
+    assert store.list_records("edit")[1]["name"] == "x"  # replaced, not duplicated
+    assert [a["alert_id"] for a in store.list_records("alert", limit=5)] == ["a1"]
+    store.save_run({"run_id": "r1", "started_at": "2026-01-01T00:00:00Z", "status": "running"})
+    assert [r["run_id"] for r in store.list_runs()] == ["r1"]  # records are not runs
+    store.upsert_clusters("r1", [{"cluster_id": 1}, {"cluster_id": 2}], _vectors(2, seed=3))
+    store.delete_cluster("r1", 1)
+    assert [r.payload["cluster_id"] for r in store.list_clusters("r1")] == [2]
