@@ -14,7 +14,7 @@ from constellate.config import Settings
 from constellate.embedding import Embedder
 from constellate.store.base import VectorStore
 
-OPEN_PATHS = {"/healthz"}
+OPEN_PATHS = {"/healthz", "/"}  # the page is static; its data calls carry the key
 
 
 def create_app(
@@ -24,7 +24,7 @@ def create_app(
     redis_url: str | None = None,
 ) -> Flask:
     """Build the app; store, embedder and Redis are opened on first use unless passed in."""
-    from api.routes import clusters, health, runs, search, tickets
+    from api.routes import clusters, edits, health, page, runs, search, tickets
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -39,7 +39,7 @@ def create_app(
 
     @app.before_request
     def _require_key() -> Any:
-        if key is None or request.path in OPEN_PATHS:
+        if key is None or request.path in OPEN_PATHS or request.path.startswith("/static/"):
             return None
         if request.method == "OPTIONS" and request.headers.get("Origin") in origins:
             return None  # a CORS preflight carries no credentials
@@ -60,6 +60,6 @@ def create_app(
             response.headers["Vary"] = "Origin"
         return response
 
-    for module in (tickets, search, clusters, runs, health):
+    for module in (page, tickets, search, clusters, edits, runs, health):
         app.register_blueprint(module.bp)
     return app

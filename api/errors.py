@@ -9,6 +9,8 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from constellate.exceptions import InputError, NotFound
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Any:
         return error_response(exc.status, exc.message, exc.details)
+
+    @app.errorhandler(InputError)
+    def _input_error(exc: InputError) -> Any:
+        return error_response(404 if isinstance(exc, NotFound) else 422, str(exc))
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Any:

@@ -78,13 +78,97 @@ class ClusterOut(BaseModel):
     pinned: bool = False
     growth_24h: int = 0
     growth_7d: int = 0
+    history: list[int] = Field(
+        default_factory=list, description="Size at each of the last runs, oldest first."
+    )
 
 
 class ClusterDetail(ClusterOut):
     exemplars: list[TicketOut] = Field(default_factory=list)
     parents: list[int] = Field(default_factory=list)
     born_run: str | None = None
-    lineage: list[dict[str, Any]] = Field(default_factory=list)
+    lineage: list[dict[str, Any]] = Field(default_factory=list, description="Run events and human edits.")
+
+
+class RenameIn(BaseModel):
+    """Rename a cluster; a pinned name is kept by every later run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=200)
+    pinned: bool = True
+
+
+class MergeIn(BaseModel):
+    """Merge cluster ``cluster_id`` into the cluster in the path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster_id: int = Field(..., ge=0)
+
+
+class SplitIn(BaseModel):
+    """Move these tickets of the cluster in the path into a new cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_ids: list[str] = Field(..., min_length=1, max_length=1000)
+    name: str = Field(..., min_length=1, max_length=200)
+
+
+class EditOut(BaseModel):
+    """A stored human edit."""
+
+    model_config = ConfigDict(extra="allow")
+
+    edit_id: str
+    type: str
+    created_at: str
+
+
+class EditList(BaseModel):
+    edits: list[EditOut]
+
+
+class MapPoint(BaseModel):
+    ticket_id: str
+    x: float
+    y: float
+    cluster_id: int | None = None
+    is_outlier: bool | None = None
+    text: str
+
+
+class MapOut(BaseModel):
+    """A sample of tickets with the current run's 2-D coordinates."""
+
+    run_id: str | None
+    total: int
+    points: list[MapPoint]
+
+
+class MapQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(5000, ge=1, le=20000)
+
+
+class AlertOut(BaseModel):
+    """An emerging-cluster alert."""
+
+    model_config = ConfigDict(extra="allow")
+
+    alert_id: str
+    kind: str
+    run_id: str
+    cluster_id: int | None = None
+    size: int
+    reason: str
+    created_at: str
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
 
 
 class ClusterList(BaseModel):

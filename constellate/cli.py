@@ -186,12 +186,19 @@ def recluster(as_json: bool, top: int, algorithm: str | None, data_dir: Path | N
     def progress(message: str) -> None:
         click.echo(f"… {message}", err=True)
 
+    notifier = None
+    if settings.alert_webhook_url:
+        from constellate.alerts import WebhookNotifier
+
+        notifier = WebhookNotifier(settings.alert_webhook_url)
     try:
         with open_store(settings) as store:
-            run = run_recluster(store, settings, namer=namer, progress=progress)
+            run = run_recluster(store, settings, namer=namer, progress=progress, notifier=notifier)
             clusters = store.list_clusters(run["run_id"]) if run["status"] == "succeeded" else []
     except ConstellateError as exc:
         raise click.ClickException(str(exc)) from exc
+    if notifier is not None:
+        notifier.wait(30)  # this process exits next: let the webhook deliveries finish
     if as_json:
         _echo_json(run)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from constellate.alerts import Notifier
 from constellate.config import Settings
 from constellate.embedding import Embedder
 from constellate.naming import Namer
@@ -28,6 +29,7 @@ class Resources:
         self._namer = namer
         self._redis_url = redis_url
         self._redis: Any = None
+        self._notifier: Notifier | None = None
         self._lock = threading.RLock()
 
     @property
@@ -56,6 +58,16 @@ class Resources:
 
                 self._namer = KeyBERTNamer(self.embedder, top_n=self.settings.name_keywords)
             return self._namer
+
+    @property
+    def notifier(self) -> Notifier | None:
+        """The alert webhook sender, when ``alert_webhook_url`` is set."""
+        with self._lock:
+            if self._notifier is None and self.settings.alert_webhook_url:
+                from constellate.alerts import WebhookNotifier
+
+                self._notifier = WebhookNotifier(self.settings.alert_webhook_url)
+            return self._notifier
 
     @property
     def redis_url(self) -> str:

@@ -34,7 +34,14 @@ def run_recluster(res: Resources) -> dict[str, Any]:
         return {"status": "skipped", "reason": reason}
     lock.keep_alive()
     try:
-        run = recluster(res.store, res.settings, namer=res.namer, run_id=lock.run_id, progress=log.info)
+        run = recluster(
+            res.store,
+            res.settings,
+            namer=res.namer,
+            run_id=lock.run_id,
+            progress=log.info,
+            notifier=res.notifier,
+        )
     finally:
         lock.release()
     return {k: v for k, v in run.items() if k != "events"}

@@ -11,6 +11,7 @@ from api.errors import ApiError
 from api.schemas import LimitQuery
 from api.services import services
 from api.views import parse_query, ticket_out
+from constellate.edits import edits_for, list_edits
 from constellate.labels import label_filter, slot_field
 from constellate.store import DateRange, Filter
 
@@ -26,7 +27,19 @@ def _growth(slot: str | None, days: float) -> dict[int, int]:
     return {int(k): v for k, v in services().store.facet(slot_field(slot, "cluster_id"), flt).items()}
 
 
-def _summary(payload: dict[str, Any], day: dict[int, int], week: dict[int, int]) -> dict[str, Any]:
+def _histories(limit: int = 12) -> dict[int, list[int]]:
+    """Each cluster's size at the last successful runs, oldest first (the catalogue's sparkline)."""
+    runs = [r for r in services().store.list_runs(limit=limit * 2) if r.get("status") == "succeeded"][:limit]
+    out: dict[int, list[int]] = {}
+    for run in reversed(runs):
+        for cid, size in (run.get("sizes") or {}).items():
+            out.setdefault(int(cid), []).append(int(size))
+    return out
+
+
+def _summary(
+    payload: dict[str, Any], day: dict[int, int], week: dict[int, int], history: dict[int, list[int]]
+) -> dict[str, Any]:
     cid = int(payload["cluster_id"])
     return {
         "cluster_id": cid,
@@ -36,6 +49,7 @@ def _summary(payload: dict[str, Any], day: dict[int, int], week: dict[int, int])
         "pinned": bool(payload.get("pinned", False)),
         "growth_24h": day.get(cid, 0),
         "growth_7d": week.get(cid, 0),
+        "history": history.get(cid, []),
     }
 
 
@@ -47,7 +61,8 @@ def list_clusters() -> Any:
     slot = state.get("slot")
     day, week = _growth(slot, 1), _growth(slot, 7)
     records = svc.store.list_clusters(state.get("current_run"))
-    clusters = sorted((_summary(r.payload, day, week) for r in records), key=lambda c: -c["size"])
+    history = _histories()
+    clusters = sorted((_summary(r.payload, day, week, history) for r in records), key=lambda c: -c["size"])
     return jsonify({"run_id": state.get("current_run"), "clusters": clusters})
 
 
@@ -67,8 +82,11 @@ def get_cluster(cluster_id: int) -> Any:
         for event in run.get("events", []):
             if cluster_id in (event.get("cluster_id"), event.get("from"), event.get("into")):
                 lineage.append({"run_id": run["run_id"], "at": run.get("finished_at"), **event})
+    for edit in reversed(edits_for(list_edits(svc.store), cluster_id)):
+        lineage.append({"event": f"edit:{edit['type']}", "at": edit["created_at"], **edit})
+    lineage.sort(key=lambda e: str(e.get("at") or ""))
     detail = {
-        **_summary(payload, _growth(slot, 1), _growth(slot, 7)),
+        **_summary(payload, _growth(slot, 1), _growth(slot, 7), _histories()),
         "exemplars": [ticket_out(r.payload, slot) for r in exemplars if r is not None],
         "parents": payload.get("parents", []),
         "born_run": payload.get("born_run"),

@@ -111,7 +111,17 @@ def test_clusters_catalogue_and_detail(client) -> None:
     body = client.get("/clusters").get_json()
     assert body["run_id"] and len(body["clusters"]) == 4
     first = body["clusters"][0]
-    assert set(first) == {"cluster_id", "name", "keywords", "size", "pinned", "growth_24h", "growth_7d"}
+    assert set(first) == {
+        "cluster_id",
+        "name",
+        "keywords",
+        "size",
+        "pinned",
+        "growth_24h",
+        "growth_7d",
+        "history",
+    }
+    assert first["history"] == [first["size"]]  # one run so far
     assert first["growth_24h"] == first["size"]  # all created just now
     detail = client.get(f"/clusters/{first['cluster_id']}").get_json()
     assert len(detail["exemplars"]) == 5 and detail["lineage"][0]["event"] == "born"

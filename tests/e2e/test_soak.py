@@ -91,7 +91,7 @@ def test_soak_posting_and_searching_through_a_recluster(tmp_path) -> None:
         for t in threads:
             t.start()
         time.sleep(SOAK_SECONDS / 3)
-        status, task = call("POST", "/recluster")  # a recluster in the middle of the load
+        status, _ = call("POST", "/recluster")  # a recluster in the middle of the load
         assert status == 202
         time.sleep(SOAK_SECONDS - (time.monotonic() - started))
         stop.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -81,4 +82,4 @@ def test_two_triggers_at_once_never_overlap(live, redis_url, hash_embedder) -> N
     winner = next(r for r in results if r["status"] == "succeeded")
     assert winner["run_id"] in skipped["reason"]
     spans = sorted((r["started_at"], r.get("finished_at") or "") for r in store.list_runs())
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # no two runs overlap
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no two runs overlap

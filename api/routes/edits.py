@@ -1,0 +1,56 @@
+"""Human edits: PATCH /clusters/<id> (rename, pin), merge, split, not-an-outlier, GET /edits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from pydantic import BaseModel, ValidationError
+
+from api.errors import ApiError, validation_details
+from api.schemas import MergeIn, RenameIn, SplitIn
+from api.services import services
+from api.views import json_body
+from constellate import edits
+
+bp = Blueprint("edits", __name__)
+
+
+def _body(model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate(json_body())
+    except ValidationError as exc:
+        raise ApiError(422, "invalid request", validation_details(exc)) from None
+
+
+@bp.patch("/clusters/<int:cluster_id>")
+def rename(cluster_id: int) -> Any:
+    """Rename a cluster (pinned by default: later runs keep the name)."""
+    body = _body(RenameIn)
+    return jsonify(edits.rename_cluster(services().store, cluster_id, body.name, body.pinned))
+
+
+@bp.post("/clusters/<int:cluster_id>/merge")
+def merge(cluster_id: int) -> Any:
+    """Merge the body's ``cluster_id`` into this cluster; later runs keep them one."""
+    body = _body(MergeIn)
+    return jsonify(edits.merge_clusters(services().store, cluster_id, body.cluster_id))
+
+
+@bp.post("/clusters/<int:cluster_id>/split")
+def split(cluster_id: int) -> Any:
+    """Move tickets of this cluster into a new pinned cluster; 201 with the edit (its ``cluster_id``)."""
+    body = _body(SplitIn)
+    return jsonify(edits.split_cluster(services().store, cluster_id, body.ticket_ids, body.name)), 201
+
+
+@bp.post("/tickets/<path:ticket_id>/not-outlier")
+def not_outlier(ticket_id: str) -> Any:
+    """Clear a ticket's outlier flag now and in every later run."""
+    return jsonify(edits.mark_not_outlier(services().store, ticket_id))
+
+
+@bp.get("/edits")
+def list_edits() -> Any:
+    """Every human edit, newest first."""
+    return jsonify({"edits": edits.list_edits(services().store)})
