@@ -159,7 +159,7 @@ class AlertOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     alert_id: str
-    kind: str
+    rule: str = Field(..., description="born, growth or outlier_group")
     run_id: str
     cluster_id: int | None = None
     size: int

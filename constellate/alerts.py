@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 ALERT_KIND = "alert"
 OUTLIER_GROUP_SAMPLE = 5000
 COHESION_MARGIN = 0.1
+GROUP_IDS_KEPT = 500
 MIN_COHESION = 0.55  # measured on Banking77 (MiniLM): intents 0.64-0.87, 300 random tickets 0.45
 
 
@@ -34,13 +35,15 @@ def detect_alerts(
     catalogue: Sequence[dict[str, Any]],
     history: Sequence[dict[str, Any]],
     outlier_vectors: np.ndarray,
-    texts_for: Callable[[Sequence[int]], list[str]],
+    tickets_for: Callable[[Sequence[int]], list[dict[str, Any]]],
     min_size: int,
     growth_factor: float,
+    previous_group: set[str] | frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Alerts for ``run`` given its catalogue, earlier successful runs (newest first) and its outliers.
 
-    ``texts_for`` gives the texts of outlier rows (for the examples of an outlier group).
+    ``tickets_for`` gives the payloads of outlier rows (ids and texts of an outlier group); a group
+    sharing half its tickets with ``previous_group`` (the last one alerted) is not news again.
     """
     alerts: list[dict[str, Any]] = []
     born = {e["cluster_id"] for e in run.get("events", []) if e["event"] == "born"}
@@ -61,9 +64,17 @@ def detect_alerts(
             alerts.append(_alert(run, "growth", cid, entry["name"], size, reason, growth=growth))
     group = _outlier_group(outlier_vectors, min_size)
     if group is not None:
-        texts = texts_for([int(i) for i in group[:5]])
-        reason = f"{len(group)} outlier tickets form a dense group"
-        alerts.append(_alert(run, "outlier_group", None, None, len(group), reason, examples=texts))
+        members = tickets_for([int(i) for i in group[:GROUP_IDS_KEPT]])
+        ids = [str(m.get("ticket_id")) for m in members]
+        overlap = len(previous_group & set(ids)) / max(1, len(previous_group | set(ids)))
+        if overlap < 0.5:
+            reason = f"{len(group)} outlier tickets form a dense group"
+            examples = [str(m.get("text", "")) for m in members[:5]]
+            alerts.append(
+                _alert(
+                    run, "outlier_group", None, None, len(group), reason, examples=examples, ticket_ids=ids
+                )
+            )
     return alerts
 
 
@@ -100,11 +111,11 @@ def _cohesion(vectors: np.ndarray) -> float:
 
 
 def _alert(
-    run: dict[str, Any], kind: str, cid: int | None, name: str | None, size: int, reason: str, **extra: Any
+    run: dict[str, Any], rule: str, cid: int | None, name: str | None, size: int, reason: str, **extra: Any
 ) -> dict[str, Any]:
     return {
-        "alert_id": f"{run['run_id']}:{kind}:{cid if cid is not None else 'outliers'}",
-        "kind": kind,
+        "alert_id": f"{run['run_id']}:{rule}:{cid if cid is not None else 'outliers'}",
+        "rule": rule,
         "run_id": run["run_id"],
         "cluster_id": cid,
         "cluster_name": name,

@@ -357,18 +357,20 @@ def _alerts(
         if r.get("status") == "succeeded" and r["run_id"] != run["run_id"]
     ]
 
-    def texts_for(picked: Any) -> list[str]:
-        records = store.get_points([scan.ids[rows[i]] for i in picked])
-        return [str(r.payload.get("text", "")) for r in records]
+    def tickets_for(picked: Any) -> list[dict[str, Any]]:
+        return [r.payload for r in store.get_points([scan.ids[rows[i]] for i in picked])]
+
+    last_group = next((a for a in store.list_records(ALERT_KIND) if a.get("rule") == "outlier_group"), {})
 
     found = detect_alerts(
         run,
         catalogue,
         history,
         scan.vectors[rows],
-        texts_for,
+        tickets_for,
         settings.alert_min_size,
         settings.alert_growth_factor,
+        set(last_group.get("ticket_ids", [])),
     )
     for alert in found:
         store.save_record(ALERT_KIND, alert["alert_id"], alert)

@@ -76,13 +76,17 @@ def test_rules_born_growth_and_outlier_group() -> None:
     dense = normalize(centre + rng.normal(scale=0.02, size=(30, 16)))
     scattered = normalize(rng.normal(size=(40, 16)))
     outliers = np.vstack([scattered, dense]).astype(np.float32)
-    alerts = detect_alerts(
-        run, catalogue, history, outliers, lambda rows: [f"text {r}" for r in rows], 25, 3.0
-    )
-    kinds = {(a["kind"], a["cluster_id"]) for a in alerts}
+
+    def tickets_for(rows):
+        return [{"ticket_id": f"o{r}", "text": f"text {r}"} for r in rows]
+
+    alerts = detect_alerts(run, catalogue, history, outliers, tickets_for, 25, 3.0)
+    kinds = {(a["rule"], a["cluster_id"]) for a in alerts}
     assert kinds == {("born", 9), ("growth", 1), ("outlier_group", None)}
-    group = next(a for a in alerts if a["kind"] == "outlier_group")
+    group = next(a for a in alerts if a["rule"] == "outlier_group")
     assert group["size"] >= 25 and all(int(t.split()[1]) >= 40 for t in group["examples"])  # the dense rows
+    again = detect_alerts(run, catalogue, history, outliers, tickets_for, 25, 3.0, set(group["ticket_ids"]))
+    assert "outlier_group" not in {a["rule"] for a in again}  # the same group is not news twice
     assert (
         detect_alerts(run, catalogue, [], outliers[:40], lambda rows: [], 25, 3.0) == []
     )  # first run: quiet
@@ -107,7 +111,7 @@ def test_a_new_topic_posts_an_alert_to_the_webhook(tmp_path, hash_embedder, rece
         store.close()
     assert second["alerts"] >= 1
     posted = [a for body in receiver.bodies for a in body["alerts"]]
-    born = [a for a in posted if a["kind"] == "born"]
+    born = [a for a in posted if a["rule"] == "born"]
     assert len(born) == 1 and born[0]["size"] >= 55 and born[0]["run_id"] == second["run_id"]
     assert "crash" in born[0]["cluster_name"] or "app" in born[0]["cluster_name"]
     store = edge_store(settings)
@@ -122,14 +126,14 @@ def test_webhook_retries_with_backoff_and_never_blocks() -> None:
     try:
         notifier = WebhookNotifier(receiver.url, retries=5, backoff=0.2)
         started = time.perf_counter()
-        notifier.notify([{"alert_id": "x", "kind": "born"}])
+        notifier.notify([{"alert_id": "x", "rule": "born"}])
         returned = time.perf_counter() - started
         notifier.wait(10)
     finally:
         receiver.close()
     assert returned < 0.1  # handed to a thread; the run goes on
     assert receiver.attempts == 3 and notifier.delivered == 1
-    assert receiver.bodies == [{"alerts": [{"alert_id": "x", "kind": "born"}]}]
+    assert receiver.bodies == [{"alerts": [{"alert_id": "x", "rule": "born"}]}]
 
 
 def test_an_unreachable_webhook_gives_up_quietly() -> None:

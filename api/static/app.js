@@ -83,7 +83,7 @@ function renderCatalogue() {
   body.replaceChildren();
   for (const c of state.clusters.slice(0, state.shownClusters)) {
     const name = el("td", {}, el("span", { class: "swatch", style: `background:${colour(c.cluster_id)}` }), c.name);
-    if (c.pinned) name.append(el("span", { class: "pin", title: "pinned by a human" }, "📌"));
+    if (c.pinned) name.append(el("span", { class: "pin", title: "named by a human; later runs keep it" }, "pinned"));
     const row = el(
       "tr",
       { dataset: { cluster: c.cluster_id }, onclick: () => selectCluster(c.cluster_id) },
@@ -108,7 +108,7 @@ async function selectCluster(id) {
   if (id === null) { panel.hidden = true; return; }
   const c = await api("GET", `/clusters/${id}`);
   panel.hidden = false;
-  $("#cluster-title").textContent = `${c.name}${c.pinned ? " 📌" : ""}`;
+  $("#cluster-title").textContent = `${c.name}${c.pinned ? " (pinned)" : ""}`;
   $("#cluster-meta").textContent = `#${c.cluster_id} · ${c.size} tickets · +${c.growth_24h} in 24 h · +${c.growth_7d} in 7 d`;
   $("#lineage").replaceChildren(
     ...c.lineage.slice(-8).map((e) => el("li", {}, `${e.event} ${e.into !== undefined ? "→ " + e.into : ""} ${e.name || ""}`)),
@@ -239,7 +239,7 @@ async function loadAlerts() {
   const data = await api("GET", "/alerts?limit=20");
   $("#alerts").replaceChildren(
     ...(data.alerts.length ? data.alerts : [null]).map((a) =>
-      a ? el("li", {}, el("span", { class: "kind" }, a.kind), ` ${a.cluster_name || ""} — ${a.reason}`) : el("li", { class: "muted" }, "none yet"),
+      a ? el("li", {}, el("span", { class: "kind" }, a.rule), ` ${a.cluster_name || ""} — ${a.reason}`) : el("li", { class: "muted" }, "none yet"),
     ),
   );
 }

@@ -109,7 +109,7 @@ def test_alerts_route_lists_stored_alerts(client, api_store) -> None:
         "r:born:7",
         {
             "alert_id": "r:born:7",
-            "kind": "born",
+            "rule": "born",
             "run_id": "r",
             "cluster_id": 7,
             "size": 30,
