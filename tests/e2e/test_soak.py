@@ -3,6 +3,7 @@ time with a recluster in the middle. Zero 5xx, zero lost tickets; latencies are 
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.slow
 KEY = "soak-test-key-9f8e7d6c5b4a"
 SOAK_SECONDS = 45
 POSTERS, SEARCHERS = 2, 3
+POST_EVERY = 0.5  # seconds between a poster's batches of 20: 80 tickets/s in all
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -57,19 +59,20 @@ def test_soak_posting_and_searching_through_a_recluster(tmp_path) -> None:
         accepted: list[str] = []
         lock = threading.Lock()
         stop = threading.Event()
-        counter = iter(range(1000, len(texts)))
+        counter = itertools.count(1000)  # ids never repeat; texts cycle through the training split
 
         def poster(k: int) -> None:
             while not stop.is_set():
                 with lock:
                     batch = [next(counter) for _ in range(20)]
-                body = {"tickets": [{"id": f"p{i}", "text": texts[i]} for i in batch]}
+                body = {"tickets": [{"id": f"p{i}", "text": texts[i % len(texts)]} for i in batch]}
                 t0 = time.perf_counter()
                 status, resp = call("POST", "/tickets", body)
                 with lock:
                     results.append(("post", status, time.perf_counter() - t0, ""))
                     if status == 202:
                         accepted.extend(resp["ids"])
+                stop.wait(POST_EVERY)  # a steady arrival rate the 2-core ingestion can keep up with
 
         def searcher(k: int) -> None:
             rng = random.Random(k)

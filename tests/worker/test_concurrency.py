@@ -22,7 +22,9 @@ from worker import RECLUSTER_TASK, make_celery
 
 @pytest.fixture
 def live(tmp_path, hash_embedder):
-    settings = Settings(data_dir=tmp_path / "d", min_cluster_size=20)
+    settings = Settings(
+        data_dir=tmp_path / "d", min_cluster_size=20, umap_min_points=100_000
+    )  # PCA: fast runs
     store = edge_store(settings)
     store.ensure_collections(hash_embedder.dim)
     tickets, vectors, _ = topic_data(4, 100)
@@ -49,7 +51,7 @@ def test_tickets_streaming_in_during_runs_are_never_left_unlabelled(live, hash_e
         for start in range(0, len(fresh), 10):
             ingest_tickets(fresh[start : start + 10], store, hash_embedder, labeller=assigner)
             fed.append(start + 10)
-            if stop.is_set():
+            if stop.wait(0.1):  # a steady trickle, spread over several runs
                 return
 
     feeder = threading.Thread(target=feed)
@@ -60,8 +62,9 @@ def test_tickets_streaming_in_during_runs_are_never_left_unlabelled(live, hash_e
         assert _unlabelled(store) == 0  # after every switch, every stored ticket has a live label
     stop.set()
     feeder.join()
-    assert len(runs) >= 2 and all(r["status"] == "succeeded" for r in runs)
-    assert any(r["n_points"] < 400 + len(fresh) for r in runs)  # some ran while tickets arrived
+    assert all(r["status"] == "succeeded" for r in runs)
+    during = [r for r in runs if r["n_points"] < 400 + len(fresh)]
+    assert len(during) >= 2  # several runs happened while tickets arrived
     assert _unlabelled(store) == 0
     last = recluster(store, settings, namer=namer)
     assert last["n_points"] == store.count() == 400 + len(fresh)  # the next run takes every one
