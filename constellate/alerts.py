@@ -27,6 +27,7 @@ ALERT_KIND = "alert"
 OUTLIER_GROUP_SAMPLE = 5000
 COHESION_MARGIN = 0.1
 GROUP_IDS_KEPT = 500
+OUTLIER_GROUP_DIMS = 20
 MIN_COHESION = 0.55  # measured on Banking77 (MiniLM): intents 0.64-0.87, 300 random tickets 0.45
 
 
@@ -88,9 +89,12 @@ def _outlier_group(vectors: np.ndarray, min_size: int) -> np.ndarray | None:
     if len(rows) > OUTLIER_GROUP_SAMPLE:
         rows = np.sort(np.random.default_rng(0).choice(len(rows), OUTLIER_GROUP_SAMPLE, replace=False))
     picked = vectors[rows]
+    from constellate.clustering import PCAReducer
+
+    space = PCAReducer(OUTLIER_GROUP_DIMS).fit_transform(picked)  # HDBSCAN in 384-d took 8 s at 5,000
     labels = HDBSCAN(
         min_cluster_size=min_size, min_samples=min(5, min_size), allow_single_cluster=True, copy=True
-    ).fit_predict(picked)
+    ).fit_predict(space)
     if (labels < 0).all():
         return None
     ids, counts = np.unique(labels[labels >= 0], return_counts=True)
