@@ -419,6 +419,70 @@ def bench_search(
     return out
 
 
+PAGE_ROUTES = (
+    "/",
+    "/clusters",
+    "/clusters/{cid}",
+    "/map?limit=5000",
+    "/outliers?limit=25",
+    "/runs?limit=20",
+    "/alerts",
+)
+
+
+def bench_page(n: int, base: np.ndarray, texts: Sequence[str], say: Say) -> dict[str, Any]:
+    """What the page loads, at ``n`` tickets after a recluster: median ms per route (5 calls each, in
+    process) and its ratio to ``/openapi.json`` (a static answer) measured alongside."""
+    from api import create_app
+    from constellate.naming import KeyBERTNamer
+    from constellate.recluster import recluster
+    from constellate.store import edge_store
+
+    vectors, rows = scale_vectors(base, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        fill_store(Path(tmp), vectors, texts, rows)
+        settings = Settings(data_dir=Path(tmp))
+        store = edge_store(settings)
+        try:
+            run = recluster(store, settings, namer=KeyBERTNamer(load_embedder()))
+            client = create_app(
+                settings, store=store, embedder=load_embedder(), redis_url="redis://127.0.0.1:9"
+            ).test_client()
+            cid = client.get("/clusters").get_json()["clusters"][0]["cluster_id"]
+
+            def median_ms(path: str) -> tuple[float, int]:
+                times, size = [], 0
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    resp = client.get(path)
+                    times.append(time.perf_counter() - t0)
+                    size = len(resp.data)
+                return round(sorted(times)[2] * 1000, 2), size
+
+            baseline, _ = median_ms("/openapi.json")
+            out: dict[str, Any] = {
+                "n": n,
+                "map_seconds": run["seconds"].get("map"),
+                "alerts_seconds": run["seconds"].get("alerts"),
+                "baseline_ms": baseline,
+            }
+            for route in PAGE_ROUTES:
+                ms, size = median_ms(route.format(cid=cid))
+                out[route] = {
+                    "median_ms": ms,
+                    "bytes": size,
+                    "ratio_vs_openapi": round(ms / max(baseline, 1e-3), 1),
+                }
+        finally:
+            store.close()
+    say(
+        f"page at {n} tickets: map layout {out['map_seconds']} s and alerts {out['alerts_seconds']} s in the run; "
+        + ", ".join(f"{r} {out[r]['median_ms']} ms" for r in PAGE_ROUTES)
+        + f" (/openapi.json {baseline} ms)"
+    )
+    return out
+
+
 def bench_assign(say: Say, sizes: Sequence[int] = (1000, 10_000), dim: int = 384) -> dict[str, Any]:
     """Labelling one new ticket (and a batch of 64) against k centroids."""
     from constellate.clustering import nearest_centroid
@@ -445,13 +509,21 @@ def bench_assign(say: Say, sizes: Sequence[int] = (1000, 10_000), dim: int = 384
 def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
     """Run every section for ``mode`` in ``("smoke", "quick", "full")``."""
     sizes = {
-        "smoke": {"texts": 200, "recluster": [400], "search": 1000, "search_s": 3.0, "bertopic": False},
+        "smoke": {
+            "texts": 200,
+            "recluster": [400],
+            "search": 1000,
+            "search_s": 3.0,
+            "bertopic": False,
+            "page": 400,
+        },
         "quick": {
             "texts": 2000,
             "recluster": [10_000, 100_000],
             "search": 20_000,
             "search_s": 15.0,
             "bertopic": True,
+            "page": 20_000,
         },
         "full": {
             "texts": 13_083,
@@ -459,6 +531,7 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
             "search": 100_000,
             "search_s": 30.0,
             "bertopic": True,
+            "page": 100_000,
         },
     }[mode]
     items = load_banking77()
@@ -479,6 +552,7 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
     results["search"] = bench_search(
         sizes["search"], base, texts, say, seconds=sizes["search_s"], backend=results["encoder"]["backend"]
     )
+    results["page"] = bench_page(sizes["page"], base, texts, say)
     results["assign"] = bench_assign(say)
     return results
 

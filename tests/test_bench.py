@@ -20,5 +20,6 @@ def test_bench_smoke_prints_every_section_and_the_json_shape(tmp_path) -> None:
     assert set(results["recluster"]["400"]) >= {"seconds", "peak_rss_mb"}
     assert set(results["search"]) >= {"rps", "p99_ms_filtered", "p99_ms"} and results["search"]["errors"] == 0
     assert set(results["assign"]) == {"1000", "10000"}
-    for prefix in ("ingest", "encoder chosen", "recluster 400", "search", "assign vs 1000"):
+    assert results["page"]["n"] == 400 and results["page"]["/map?limit=5000"]["bytes"] > 1000
+    for prefix in ("ingest", "encoder chosen", "recluster 400", "search", "page at 400", "assign vs 1000"):
         assert any(line.startswith(prefix) for line in lines), prefix
