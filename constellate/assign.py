@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from constellate.clustering import OutlierScale, nearest_centroid
+from constellate.edits import edits_meta
 from constellate.labels import SLOTS, slot_payload
 from constellate.store.base import VectorStore
 
@@ -34,7 +35,7 @@ class CentroidAssigner:
     def _refresh(self) -> None:
         state = self.store.get_state()
         run = state.get("current_run")
-        version = (run, state.get("edited_at"))
+        version = (run, edits_meta(self.store).get("edited_at"))
         if version == self._version:
             return
         self._version = version

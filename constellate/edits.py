@@ -23,6 +23,7 @@ from constellate.store.base import Filter, Match, Record, VectorStore
 from constellate.tickets import point_id, utc_now_precise
 
 EDIT_KIND = "edit"
+META_KIND = "edit_meta"
 NOT_OUTLIER = "outlier_override"  # ticket payload field; "no" = a human said it is not an outlier
 
 
@@ -88,9 +89,9 @@ def split_cluster(
         raise InputError(f"ticket {outside[0]!r} is not in cluster {cluster_id}")
     if len(ids) >= int(source.payload.get("size", 0)):
         raise InputError("a split must leave tickets behind; rename the cluster instead")
-    state = store.get_state()
-    new_id = int(state.get("next_cluster_id", 0))
-    store.set_state({**state, "next_cluster_id": new_id + 1})
+    meta = _meta(store)
+    new_id = max(int(store.get_state().get("next_cluster_id", 0)), int(meta.get("next_cluster_id", 0)))
+    _set_meta(store, {**meta, "next_cluster_id": new_id + 1})
     values = {"cluster_id": new_id, "cluster_name": name}
     store.set_payloads([(r.id, _both_slots(values)) for r in records])
     vectors = np.stack([r.vector for r in records if r.vector is not None])
@@ -248,5 +249,23 @@ def _save(store: VectorStore, kind: str, **fields: Any) -> dict[str, Any]:
         **fields,
     }
     store.save_record(EDIT_KIND, edit["edit_id"], edit)
-    store.set_state({**store.get_state(), "edited_at": edit["created_at"]})  # ingest reloads the catalogue
+    _set_meta(store, {**_meta(store), "edited_at": edit["created_at"]})  # ingest reloads the catalogue
     return edit
+
+
+def edits_meta(store: VectorStore) -> dict[str, Any]:
+    """``edited_at`` (the last edit) and ``next_cluster_id`` (past the ids splits took).
+
+    Kept apart from the service state on purpose: only a recluster writes the state, so an edit's
+    read-modify-write can never undo a run's switch that landed in between.
+    """
+    return _meta(store)
+
+
+def _meta(store: VectorStore) -> dict[str, Any]:
+    found = store.list_records(META_KIND, limit=1)
+    return found[0] if found else {}
+
+
+def _set_meta(store: VectorStore, meta: dict[str, Any]) -> None:
+    store.save_record(META_KIND, "edits", meta)

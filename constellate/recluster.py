@@ -7,6 +7,7 @@ A run that raises half-way is recorded as failed and leaves the previous labels 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -19,13 +20,15 @@ import numpy as np
 from constellate.alerts import ALERT_KIND, Notifier, detect_alerts
 from constellate.clustering import ClusterResult, OutlierScale, build_cluster_model
 from constellate.config import Settings
-from constellate.edits import NOT_OUTLIER, apply_edits, enforce_ticket_edits, list_edits
+from constellate.edits import NOT_OUTLIER, apply_edits, edits_meta, enforce_ticket_edits, list_edits
 from constellate.identity import Lineage, match_clusters
 from constellate.labels import other_slot, slot_field, slot_payload
 from constellate.mapping import map_layout
 from constellate.naming import Namer, keyword_overlap, make_name
 from constellate.store.base import Filter, IsEmpty, VectorStore
 from constellate.tickets import utc_now_precise
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 NAMING_DOCS = 200  # member texts per cluster fed to c-TF-IDF
@@ -102,7 +105,7 @@ def recluster(
             result.centroids,
             scan.prev_labels,
             prev_centroids,
-            max([int(store.get_state().get("next_cluster_id", 0)), *_split_ids(edits, plus=1)]),
+            max(int(state.get("next_cluster_id", 0)), int(edits_meta(store).get("next_cluster_id", 0))),
         )
         result, lineage = apply_edits(edits, scan.ids, scan.vectors, result, lineage)
         seconds["match"] = time.perf_counter() - t0
@@ -165,15 +168,15 @@ def recluster(
             sizes={str(c["cluster_id"]): int(c["size"]) for c in catalogue},
             **metrics,
         )
-        # The switch: one write makes the new labels and catalogue live. The state is read again so
-        # an id a human split took during the run is never handed out twice.
-        fresh = store.get_state()
+        # The switch: one write makes the new labels and catalogue live. Ids a human split took
+        # during the run are skipped, so none is handed out twice.
+        split_taken = int(edits_meta(store).get("next_cluster_id", 0))
         store.set_state(
             {
-                **fresh,
+                **state,
                 "current_run": run_id,
                 "slot": target,
-                "next_cluster_id": max(lineage.next_id, int(fresh.get("next_cluster_id", 0))),
+                "next_cluster_id": max(lineage.next_id, split_taken),
                 "outlier_scale": scale.to_dict(),
                 "tickets_at_run": n,
                 "switched_at": utc_now_precise(),
@@ -186,7 +189,11 @@ def recluster(
         store.optimize()
         seconds["optimize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        alerts = _alerts(store, run, catalogue, scan, outlier, settings)
+        try:  # the run has switched: a failing alert check must not mark it failed
+            alerts = _alerts(store, run, catalogue, scan, outlier, settings)
+        except Exception as exc:
+            log.exception("alert detection failed")
+            alerts, run["alerts_error"] = [], f"{type(exc).__name__}: {exc}"
         run["alerts"] = len(alerts)
         seconds["alerts"] = time.perf_counter() - t0
         if alerts and notifier is not None:
@@ -335,10 +342,6 @@ def internal_metrics(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict
         "silhouette": round(float(silhouette_score(x, y, metric="cosine")), 4),
         "davies_bouldin": round(float(davies_bouldin_score(x, y)), 4),
     }
-
-
-def _split_ids(edits: list[dict[str, Any]], plus: int = 0) -> list[int]:
-    return [int(e["cluster_id"]) + plus for e in edits if e.get("type") == "split"]
 
 
 def _alerts(

@@ -7,6 +7,7 @@ import pytest
 from constellate.config import Settings
 from constellate.edits import (
     edits_for,
+    edits_meta,
     list_edits,
     mark_not_outlier,
     merge_clusters,
@@ -105,6 +106,7 @@ def test_split_off_tickets_keep_their_cluster_through_two_runs(live) -> None:
     }
     assert rest == {source}
     assert store.get_state()["next_cluster_id"] > new  # the id is never handed out again
+    assert edits_meta(store)["next_cluster_id"] == new + 1
 
 
 def test_not_an_outlier_survives_two_runs(live) -> None:
