@@ -7,6 +7,7 @@ import numpy as np
 from constellate.clustering import PCAReducer, UMAPReducer
 
 UMAP_MIN_POINTS = 200
+MIN_DIST = 0.3  # spreads each cluster into a readable patch (clustering itself uses 0)
 
 
 def map_layout(vectors: np.ndarray, max_points: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +23,8 @@ def map_layout(vectors: np.ndarray, max_points: int, seed: int = 42) -> tuple[np
     rows = np.sort(rng.choice(n, max_points, replace=False)) if n > max_points else np.arange(n)
     x = vectors[rows]
     if len(rows) >= UMAP_MIN_POINTS:
-        coords = UMAPReducer(n_components=2, seed=seed).fit_transform(PCAReducer(50, seed).fit_transform(x))
+        umap_2d = UMAPReducer(n_components=2, seed=seed, min_dist=MIN_DIST)
+        coords = umap_2d.fit_transform(PCAReducer(50, seed).fit_transform(x))
     elif len(rows) >= 3:
         coords = PCAReducer(2, seed).fit_transform(x)
     else:

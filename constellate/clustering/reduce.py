@@ -41,14 +41,18 @@ class PCAReducer:
 
 
 class UMAPReducer:
-    """UMAP with cosine metric and ``min_dist=0`` (packs clusters tightly for density clustering)."""
+    """UMAP with cosine metric; ``min_dist=0`` by default packs clusters tightly for density clustering
+    (a map for people wants some spread)."""
 
     name = "umap"
 
-    def __init__(self, n_components: int = 10, n_neighbors: int = 15, seed: int = 42) -> None:
+    def __init__(
+        self, n_components: int = 10, n_neighbors: int = 15, seed: int = 42, min_dist: float = 0.0
+    ) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.seed = seed
+        self.min_dist = min_dist
 
     def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
         import umap
@@ -57,7 +61,7 @@ class UMAPReducer:
         reducer = umap.UMAP(
             n_components=min(self.n_components, max(2, n - 2)),
             n_neighbors=max(2, min(self.n_neighbors, n - 1)),
-            min_dist=0.0,
+            min_dist=self.min_dist,
             metric="cosine",
             random_state=self.seed,
             n_jobs=1,  # a fixed seed forces one thread anyway; saying so silences umap's warning
