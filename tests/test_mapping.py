@@ -32,5 +32,6 @@ def test_sample_is_seeded_and_bounded() -> None:
 def test_tiny_inputs() -> None:
     assert map_layout(np.zeros((0, 8), dtype=np.float32), 100)[1].shape == (0, 2)
     rows, coords = map_layout(normalize(np.eye(5, 8, dtype=np.float32)), 100)  # PCA below 200 points
-    assert coords.shape == (5, 2) and coords.min() >= 0.0 and coords.max() <= 1.0
+    assert rows.tolist() == [0, 1, 2, 3, 4] and coords.shape == (5, 2)
+    assert coords.min() >= 0.0 and coords.max() <= 1.0
     assert map_layout(np.ones((3, 8), dtype=np.float32), 0)[0].size == 0

@@ -40,11 +40,16 @@ def map_points() -> Any:
     if slot is None:
         return jsonify({"run_id": None, "total": 0, "points": []})
     placed = Filter(must_not=(IsEmpty(slot_field(slot, "map_x")),))
+    fields = [
+        "ticket_id",
+        "text",
+        *(slot_field(slot, f) for f in ("cluster_id", "is_outlier", "map_x", "map_y")),
+    ]
     points: list[dict[str, Any]] = []
     offset = None
     while len(points) < query.limit:
         records, offset = store.scroll_tickets(
-            placed, limit=min(1024, query.limit - len(points)), offset=offset
+            placed, limit=min(1024, query.limit - len(points)), offset=offset, fields=fields
         )
         for r in records:
             view = ticket_view(r.payload, slot)

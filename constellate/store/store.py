@@ -123,10 +123,14 @@ class QdrantStore:
         return self.tickets.query(vector, limit, filter)
 
     def scroll_tickets(
-        self, filter: Filter | None = None, limit: int = 100, offset: str | None = None
+        self,
+        filter: Filter | None = None,
+        limit: int = 100,
+        offset: str | None = None,
+        fields: Sequence[str] | None = None,
     ) -> tuple[list[Record], str | None]:
-        """A page of tickets (payload only) and the offset of the next page."""
-        return self.tickets.scroll(filter, limit=limit, offset=offset)
+        """A page of tickets (payload only, or just ``fields``) and the offset of the next page."""
+        return self.tickets.scroll(filter, limit=limit, offset=offset, fields=fields)
 
     def count(self, filter: Filter | None = None) -> int:
         """Exact number of tickets matching ``filter``."""
