@@ -68,3 +68,30 @@ def metric(text: bytes, name: str) -> float | None:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
+
+
+def start_up(data_dir: Path, log: Path, env: dict[str, str] | None = None, port: int | None = None):
+    """`constellate up` on ``data_dir`` and a free (or given) port; returns the process and its URL once
+    /healthz answers."""
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = spawn(["up", "--port", str(port), "--data-dir", str(data_dir)], env or {}, log)
+    try:
+        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, f"`constellate up` on {base}")
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, base
+
+
+def post_texts(base: str, texts: list[str], ids: list[str], key: str | None = None) -> None:
+    """POST tickets in batches of 500; every batch must be accepted whole."""
+    for lo in range(0, len(texts), 500):
+        batch = [{"id": i, "text": t} for i, t in zip(ids[lo : lo + 500], texts[lo : lo + 500], strict=True)]
+        status, body = http("POST", f"{base}/tickets", {"tickets": batch}, key=key)
+        assert status == 202 and body["accepted"] == len(batch), body
+
+
+def stored_tickets(base: str, key: str | None = None) -> float | None:
+    """The service's `constellate_tickets` gauge."""
+    return metric(http("GET", f"{base}/metrics", key=key)[1], "constellate_tickets")

@@ -21,7 +21,7 @@ from constellate.datasets import load_banking77
 from constellate.labels import slot_field
 from constellate.store import edge_store
 from constellate.store.base import Filter, Match
-from tests.e2e.helpers import free_port, http, metric, spawn, wait_for
+from tests.e2e.helpers import free_port, http, metric, post_texts, start_up, stored_tickets, wait_for
 from worker import RECLUSTER_TASK
 
 pytestmark = pytest.mark.slow
@@ -109,21 +109,16 @@ def test_up_killed_and_restarted_keeps_every_acknowledged_ticket(tmp_path) -> No
     data_dir = tmp_path / "d"
     texts = [t.text for t in load_banking77(["test"])[:2000]]
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    args = ["up", "--port", str(port), "--data-dir", str(data_dir)]
+    ids = [f"u{i}" for i in range(2000)]
 
     def post(start: int, end: int) -> None:
-        for lo in range(start, end, 500):
-            batch = [{"id": f"u{i}", "text": texts[i]} for i in range(lo, min(end, lo + 500))]
-            status, body = http("POST", f"{base}/tickets", {"tickets": batch})
-            assert status == 202 and body["accepted"] == len(batch)
+        post_texts(base, texts[start:end], ids[start:end])
 
     def stored() -> float | None:
-        return metric(http("GET", f"{base}/metrics")[1], "constellate_tickets")
+        return stored_tickets(base)
 
-    first = spawn(args, {}, tmp_path / "up1.log")
+    first, base = start_up(data_dir, tmp_path / "up1.log", port=port)
     try:
-        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the service")
         post(0, 1000)
         wait_for(lambda: stored() == 1000, 240, "1,000 stored")
         post(1000, 2000)  # acknowledged (202), mostly still queued when the process dies
@@ -137,10 +132,9 @@ def test_up_killed_and_restarted_keeps_every_acknowledged_ticket(tmp_path) -> No
     orphan = (data_dir / "valkey" / "url").read_text().strip()
     assert redis.Redis.from_url(orphan).ping()  # the killed process's Valkey lives on, orphaned
 
-    second = spawn(args, {}, tmp_path / "up2.log")
+    started = time.monotonic()
+    second, base = start_up(data_dir, tmp_path / "up2.log", port=port)
     try:
-        started = time.monotonic()
-        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the restarted service")
         wait_for(lambda: stored() == 2000, 240, "all 2,000 acknowledged tickets")
         print(
             f"stored {before_kill:.0f} before SIGKILL; 2000 after restart in {time.monotonic() - started:.1f}s"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from constellate.datasets import load_banking77
-from tests.e2e.helpers import free_port, http, metric, spawn, wait_for
+from tests.e2e.helpers import http, post_texts, start_up, stored_tickets, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +33,11 @@ def _runs_succeeded(base: str) -> int:
 
 @pytest.fixture
 def service(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = spawn(["up", "--port", str(port), "--data-dir", str(tmp_path / "d")], {}, tmp_path / "up.log")
+    proc, base = start_up(tmp_path / "d", tmp_path / "up.log")
     try:
-        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the service")
         texts = [t.text for t in load_banking77(["test"])[:1500]]
-        for lo in range(0, 1500, 500):
-            batch = [{"id": f"w{i}", "text": texts[i]} for i in range(lo, lo + 500)]
-            assert http("POST", f"{base}/tickets", {"tickets": batch})[0] == 202
-        wait_for(
-            lambda: metric(http("GET", f"{base}/metrics")[1], "constellate_tickets") == 1500, 240, "ingest"
-        )
+        post_texts(base, texts, [f"w{i}" for i in range(1500)])
+        wait_for(lambda: stored_tickets(base) == 1500, 240, "ingest")
         assert http("POST", f"{base}/recluster")[0] == 202
         wait_for(lambda: _runs_succeeded(base) == 1, 300, "the first run", 1)
         yield base

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from constellate.datasets import load_banking77
-from tests.e2e.helpers import free_port, http, metric, spawn, wait_for
+from tests.e2e.helpers import http, post_texts, start_up, stored_tickets, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,25 +31,18 @@ def _pct(values: list[float], q: float) -> float:
 
 def test_soak_posting_and_searching_through_a_recluster(tmp_path) -> None:
     texts = [t.text for t in load_banking77(["train"])]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "up.log"
-    proc = spawn(
-        ["up", "--port", str(port), "--data-dir", str(tmp_path / "d")], {"CONSTELLATE_API_KEY": KEY}, log
-    )
+    proc, base = start_up(tmp_path / "d", log, {"CONSTELLATE_API_KEY": KEY})
 
     def call(method: str, path: str, body=None):
         return http(method, base + path, body, timeout=60, key=KEY)
 
     def stored() -> float | None:
-        return metric(call("GET", "/metrics")[1], "constellate_tickets")
+        return stored_tickets(base, key=KEY)
 
     try:
-        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the service")
         assert http("GET", f"{base}/clusters")[0] == 401  # keyed
-        seed = [{"id": f"s{i}", "text": texts[i]} for i in range(1000)]
-        for lo in range(0, 1000, 500):
-            assert call("POST", "/tickets", {"tickets": seed[lo : lo + 500]})[0] == 202
+        post_texts(base, texts[:1000], [f"s{i}" for i in range(1000)], key=KEY)
         wait_for(lambda: stored() == 1000, 240, "the seed tickets")
         assert call("POST", "/recluster")[0] == 202
         wait_for(lambda: call("GET", "/runs")[1]["current_run"], 300, "the first run", 1)

@@ -7,22 +7,16 @@ import signal
 import pytest
 
 from constellate.datasets import load_banking77
-from tests.e2e.helpers import free_port, http, metric, spawn, wait_for
+from tests.e2e.helpers import http, metric, post_texts, start_up, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def test_constellate_up_end_to_end(tmp_path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = spawn(["up", "--port", str(port), "--data-dir", str(tmp_path / "d")], {}, tmp_path / "up.log")
+    proc, base = start_up(tmp_path / "d", tmp_path / "up.log")
     try:
-        wait_for(lambda: http("GET", f"{base}/healthz")[0] == 200, 180, "the service to come up")
         texts = [item.text for item in load_banking77(["test"])[:2000]]
-        for start in range(0, 2000, 500):
-            batch = [{"id": f"e{i}", "text": texts[i]} for i in range(start, start + 500)]
-            status, body = http("POST", f"{base}/tickets", {"tickets": batch})
-            assert status == 202 and body["accepted"] == 500
+        post_texts(base, texts, [f"e{i}" for i in range(2000)])
 
         def drained() -> bool:
             text = http("GET", f"{base}/metrics")[1]
