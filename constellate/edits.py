@@ -263,8 +263,7 @@ def edits_meta(store: VectorStore) -> dict[str, Any]:
 
 
 def _meta(store: VectorStore) -> dict[str, Any]:
-    found = store.list_records(META_KIND, limit=1)
-    return found[0] if found else {}
+    return store.get_record(META_KIND, "edits") or {}  # a point lookup: ingest asks per batch
 
 
 def _set_meta(store: VectorStore, meta: dict[str, Any]) -> None:

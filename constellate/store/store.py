@@ -193,8 +193,12 @@ class QdrantStore:
 
     def save_record(self, kind: str, record_id: str, record: dict[str, Any]) -> None:
         """Insert or replace a small record of ``kind`` (``edit``, ``alert``) beside the runs."""
-        point = str(uuid.uuid5(_META_NAMESPACE, f"{kind}:{record_id}"))
-        self.runs.upsert([point], np.ones((1, _RUN_DIM)), [{**record, "kind": kind}])
+        self.runs.upsert([_record_point(kind, record_id)], np.ones((1, _RUN_DIM)), [{**record, "kind": kind}])
+
+    def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        """One record by kind and id (a point lookup), or None."""
+        found = self.runs.retrieve([_record_point(kind, record_id)])
+        return _strip_kind(found[0].payload) if found else None
 
     def list_records(self, kind: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Records of ``kind``, newest ``created_at`` first."""
@@ -245,6 +249,10 @@ def _scroll_all(
         out.extend(records)
         if offset is None:
             return out
+
+
+def _record_point(kind: str, record_id: str) -> str:
+    return str(uuid.uuid5(_META_NAMESPACE, f"{kind}:{record_id}"))
 
 
 def _strip_kind(payload: dict[str, Any]) -> dict[str, Any]:

@@ -200,6 +200,7 @@ def test_records_and_deleting_one_cluster(store) -> None:
     assert [e["edit_id"] for e in store.list_records("edit")] == ["e2", "e1"]
     assert store.list_records("edit")[1]["name"] == "x"  # replaced, not duplicated
     assert [a["alert_id"] for a in store.list_records("alert", limit=5)] == ["a1"]
+    assert store.get_record("edit", "e1")["name"] == "x" and store.get_record("edit", "nope") is None
     store.save_run({"run_id": "r1", "started_at": "2026-01-01T00:00:00Z", "status": "running"})
     assert [r["run_id"] for r in store.list_runs()] == ["r1"]  # records are not runs
     store.upsert_clusters("r1", [{"cluster_id": 1}, {"cluster_id": 2}], _vectors(2, seed=3))
