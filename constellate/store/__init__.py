@@ -10,6 +10,7 @@ from constellate.store.base import (
     IsEmpty,
     Match,
     MatchAny,
+    Range,
     Record,
     VectorPage,
     VectorStore,
@@ -28,6 +29,7 @@ __all__ = [
     "Match",
     "MatchAny",
     "QdrantStore",
+    "Range",
     "Record",
     "VectorPage",
     "VectorStore",
@@ -46,6 +48,7 @@ def edge_store(settings: Settings) -> QdrantStore:
         EdgeCollection(root / settings.tickets_collection),
         EdgeCollection(root / settings.clusters_collection),
         EdgeCollection(root / settings.runs_collection),
+        EdgeCollection(root / settings.map_collection),
         write_batch=settings.upsert_batch_size,
     )
 
@@ -61,6 +64,7 @@ def client_store(client: QdrantClient, settings: Settings) -> QdrantStore:
         ),
         ClientCollection(client, settings.clusters_collection, batch),
         ClientCollection(client, settings.runs_collection, batch),
+        ClientCollection(client, settings.map_collection, batch),
         write_batch=batch,
         on_close=client.close,
     )

@@ -10,8 +10,18 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from constellate.exceptions import StoreError
-from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record, record_from_point
+from constellate.exceptions import StoreBusy, StoreError
+from constellate.store.base import (
+    Condition,
+    DateRange,
+    Filter,
+    IsEmpty,
+    Match,
+    MatchAny,
+    Range,
+    Record,
+    record_from_point,
+)
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -47,6 +57,9 @@ def _condition(cond: Condition) -> qe.FieldCondition | qe.IsEmptyCondition:
         return qe.FieldCondition(cond.key, match=qe.MatchValue(cond.value))
     if isinstance(cond, MatchAny):
         return qe.FieldCondition(cond.key, match=qe.MatchAny(list(cond.values)))
+    if isinstance(cond, Range):
+        return qe.FieldCondition(cond.key, range=qe.RangeFloat(gte=cond.gte, lt=cond.lt))
+    assert isinstance(cond, DateRange)
     return qe.FieldCondition(cond.key, range=qe.RangeDateTime(gte=cond.gte, lt=cond.lt))
 
 
@@ -75,6 +88,8 @@ class EdgeCollection:
             try:
                 self._shard = qe.EdgeShard.load(str(self.path))
             except Exception as exc:  # the engine raises plain exceptions with a reason
+                if "WouldBlock" in str(exc):  # its WAL lock: another process has this directory open
+                    raise StoreBusy(f"the embedded store at {self.path} is open in another process") from exc
                 raise StoreError(f"cannot open embedded store at {self.path}: {exc}") from exc
 
     @property
@@ -101,26 +116,57 @@ class EdgeCollection:
                         qe.UpdateOperation.create_field_index(name + _BOOL_TWIN, qe.PayloadSchemaType.Keyword)
                     )
 
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+        condition: Filter | None = None,
+        insert_only: bool = False,
+    ) -> None:
         points = [
             qe.Point(pid, vec.tolist(), _with_bool_twins(payload))
             for pid, vec, payload in zip(ids, np.asarray(vectors, dtype=np.float32), payloads, strict=True)
         ]
         if points:
-            self.shard.update(qe.UpdateOperation.upsert_points(points))
+            mode = qe.UpdateMode.InsertOnly if insert_only else None
+            op = qe.UpdateOperation.upsert_points(
+                points, condition=to_edge_filter(condition), update_mode=mode
+            )
+            self.shard.update(op)
+
+    def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        pairs = [
+            qe.PointVectors(pid, vec.tolist())
+            for pid, vec in zip(ids, np.asarray(vectors, dtype=np.float32), strict=True)
+        ]
+        if pairs:
+            self.shard.update(qe.UpdateOperation.update_vectors(pairs))
 
     def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
         for pid, payload in updates:
             self.shard.update(qe.UpdateOperation.set_payload([pid], _with_bool_twins(payload)))
 
+    def set_payload_where(self, filter: Filter, payload: dict[str, Any]) -> None:
+        if self._shard is not None:
+            op = qe.UpdateOperation.set_payload_by_filter(to_edge_filter(filter), _with_bool_twins(payload))
+            self.shard.update(op)
+
     def delete(self, ids: Sequence[str]) -> None:
         if ids and self._shard is not None:
             self.shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
-    def retrieve(self, ids: Sequence[str], with_vector: bool = False) -> list[Record]:
+    def delete_where(self, filter: Filter) -> None:
+        if self._shard is not None:
+            self.shard.update(qe.UpdateOperation.delete_points_by_filter(to_edge_filter(filter)))
+
+    def retrieve(
+        self, ids: Sequence[str], with_vector: bool = False, fields: Sequence[str] | None = None
+    ) -> list[Record]:
         if self._shard is None or not ids:
             return []
-        points = self.shard.retrieve(list(ids), with_payload=True, with_vector=with_vector)
+        with_payload: bool | list[str] = True if fields is None else list(fields) or False
+        points = self.shard.retrieve(list(ids), with_payload=with_payload, with_vector=with_vector)
         return [_record(p, with_vector) for p in points]
 
     def scroll(
@@ -130,20 +176,26 @@ class EdgeCollection:
         offset: str | None,
         with_vector: bool = False,
         fields: Sequence[str] | None = None,
+        order_by: str | None = None,
     ) -> tuple[list[Record], str | None]:
         if self._shard is None:
             return [], None
         with_payload: bool | list[str] = True if fields is None else list(fields) or False
+        order = None
+        if order_by:
+            key, desc = order_by.removeprefix("-"), order_by.startswith("-")
+            order = qe.OrderBy(key, qe.Direction.Desc if desc else qe.Direction.Asc)
         request = qe.ScrollRequest(
-            offset=offset,
+            offset=None if order else offset,
             limit=limit,
             filter=to_edge_filter(filter),
             with_payload=with_payload,
             with_vector=with_vector,
+            order_by=order,
         )
         points, next_offset = self.shard.scroll(request)
         return [_record(p, with_vector) for p in points], (
-            str(next_offset) if next_offset is not None else None
+            str(next_offset) if next_offset is not None and not order else None
         )
 
     def query(self, vector: np.ndarray, limit: int, filter: Filter | None) -> list[Record]:

@@ -9,7 +9,17 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny, Record, record_from_point
+from constellate.store.base import (
+    Condition,
+    DateRange,
+    Filter,
+    IsEmpty,
+    Match,
+    MatchAny,
+    Range,
+    Record,
+    record_from_point,
+)
 
 _SCHEMA = {
     "keyword": qm.PayloadSchemaType.KEYWORD,
@@ -27,6 +37,9 @@ def _condition(cond: Condition) -> qm.FieldCondition | qm.IsEmptyCondition:
         return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
     if isinstance(cond, MatchAny):
         return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
+    if isinstance(cond, Range):
+        return qm.FieldCondition(key=cond.key, range=qm.Range(gte=cond.gte, lt=cond.lt))
+    assert isinstance(cond, DateRange)
     return qm.FieldCondition(key=cond.key, range=qm.DatetimeRange(gte=cond.gte, lt=cond.lt))
 
 
@@ -77,13 +90,34 @@ class ClientCollection:
             if field not in existing:
                 self.client.create_payload_index(self.name, field_name=field, field_schema=_SCHEMA[kind])
 
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+        condition: Filter | None = None,
+        insert_only: bool = False,
+    ) -> None:
         points = [
             qm.PointStruct(id=pid, vector=vec.tolist(), payload=payload)
             for pid, vec, payload in zip(ids, np.asarray(vectors, dtype=np.float32), payloads, strict=True)
         ]
         if points:
-            self.client.upsert(self.name, points=points, wait=True)
+            self.client.upsert(
+                self.name,
+                points=points,
+                wait=True,
+                update_filter=to_client_filter(condition),
+                update_mode=qm.UpdateMode.INSERT_ONLY if insert_only else None,
+            )
+
+    def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        pairs = [
+            qm.PointVectors(id=pid, vector=vec.tolist())
+            for pid, vec in zip(ids, np.asarray(vectors, dtype=np.float32), strict=True)
+        ]
+        if pairs:
+            self.client.update_vectors(self.name, points=pairs, wait=True)
 
     def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
         for start in range(0, len(updates), self.write_batch):
@@ -93,14 +127,28 @@ class ClientCollection:
             ]
             self.client.batch_update_points(self.name, update_operations=ops, wait=True)
 
+    def set_payload_where(self, filter: Filter, payload: dict[str, Any]) -> None:
+        if self.exists():
+            self.client.set_payload(self.name, payload=payload, points=to_client_filter(filter), wait=True)
+
     def delete(self, ids: Sequence[str]) -> None:
         if ids and self.exists():
             self.client.delete(self.name, points_selector=qm.PointIdsList(points=list(ids)), wait=True)
 
-    def retrieve(self, ids: Sequence[str], with_vector: bool = False) -> list[Record]:
+    def delete_where(self, filter: Filter) -> None:
+        if self.exists():
+            selector = qm.FilterSelector(filter=to_client_filter(filter))
+            self.client.delete(self.name, points_selector=selector, wait=True)
+
+    def retrieve(
+        self, ids: Sequence[str], with_vector: bool = False, fields: Sequence[str] | None = None
+    ) -> list[Record]:
         if not ids or not self.exists():
             return []
-        points = self.client.retrieve(self.name, ids=list(ids), with_payload=True, with_vectors=with_vector)
+        with_payload: bool | list[str] = True if fields is None else list(fields) or False
+        points = self.client.retrieve(
+            self.name, ids=list(ids), with_payload=with_payload, with_vectors=with_vector
+        )
         return [_record(p, with_vector) for p in points]
 
     def scroll(
@@ -110,20 +158,26 @@ class ClientCollection:
         offset: str | None,
         with_vector: bool = False,
         fields: Sequence[str] | None = None,
+        order_by: str | None = None,
     ) -> tuple[list[Record], str | None]:
         if not self.exists():
             return [], None
         with_payload: bool | list[str] = True if fields is None else list(fields) or False
+        order = None
+        if order_by:
+            key, desc = order_by.removeprefix("-"), order_by.startswith("-")
+            order = qm.OrderBy(key=key, direction=qm.Direction.DESC if desc else qm.Direction.ASC)
         points, next_offset = self.client.scroll(
             self.name,
             scroll_filter=to_client_filter(filter),
             limit=limit,
-            offset=offset,
+            offset=None if order else offset,
             with_payload=with_payload,
             with_vectors=with_vector,
+            order_by=order,
         )
         return [_record(p, with_vector) for p in points], (
-            str(next_offset) if next_offset is not None else None
+            str(next_offset) if next_offset is not None and not order else None
         )
 
     def query(self, vector: np.ndarray, limit: int, filter: Filter | None) -> list[Record]:

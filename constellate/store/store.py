@@ -1,7 +1,8 @@
-"""The constellate store: tickets, cluster catalogue and run records over three collections."""
+"""The constellate store: tickets, cluster catalogue, map sample and run records over four collections."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -9,13 +10,25 @@ from typing import Any
 import numpy as np
 
 from constellate.exceptions import StoreError
-from constellate.store.base import CLUSTER_INDEXES, TICKET_INDEXES, Filter, Match, Record, VectorPage
+from constellate.store.base import (
+    CLUSTER_INDEXES,
+    MAP_INDEXES,
+    RECORD_INDEXES,
+    TICKET_INDEXES,
+    DateRange,
+    Filter,
+    Match,
+    Record,
+    VectorPage,
+)
 from constellate.store.collection import Collection
 from constellate.tickets import Ticket, point_id
 
 _META_NAMESPACE = uuid.UUID("0b7e9c1a-52f4-5d3e-8a6b-9c2d4e6f8a0b")
 _STATE_ID = str(uuid.uuid5(_META_NAMESPACE, "state"))
-_RUN_DIM = 1  # runs and state carry no meaningful vector; Qdrant needs one anyway
+_RUN_DIM = 1  # runs, state and map points carry no meaningful vector; Qdrant needs one anyway
+_ONE = np.ones((1, _RUN_DIM), dtype=np.float32)
+TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
 
 
 def cluster_point_id(run_id: str, cluster_id: int) -> str:
@@ -29,6 +42,11 @@ def run_point_id(run_id: str) -> str:
     return str(uuid.uuid5(_META_NAMESPACE, f"run:{run_id}"))
 
 
+def map_point_id(run_id: str, ticket_id: str) -> str:
+    """Point id of a ticket's place on a run's map."""
+    return str(uuid.uuid5(_META_NAMESPACE, f"map:{run_id}:{ticket_id}"))
+
+
 class QdrantStore:
     """:class:`~constellate.store.base.VectorStore` over any :class:`Collection` backend."""
 
@@ -37,19 +55,21 @@ class QdrantStore:
         tickets: Collection,
         clusters: Collection,
         runs: Collection,
+        map_points: Collection,
         write_batch: int = 512,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self.tickets = tickets
         self.clusters = clusters
         self.runs = runs
+        self.map_points = map_points
         self.write_batch = write_batch
         self._on_close = on_close
         self._ensured: int | None = None
 
     # -- set-up -----------------------------------------------------------------------------------
     def ensure_collections(self, dim: int) -> None:
-        """Create the three collections and their payload indexes if missing (idempotent).
+        """Create the collections and their payload indexes if missing (idempotent).
 
         Checked against the engine once per store object: ingestion calls this for every batch.
         """
@@ -57,33 +77,46 @@ class QdrantStore:
             return
         self.tickets.create(dim, TICKET_INDEXES)
         self.clusters.create(dim, CLUSTER_INDEXES)
-        self.runs.create(_RUN_DIM, {"kind": "keyword"})
+        self.runs.create(_RUN_DIM, RECORD_INDEXES)
+        self.map_points.create(_RUN_DIM, MAP_INDEXES)
         self._ensured = dim
 
     # -- tickets ----------------------------------------------------------------------------------
     def upsert_tickets(
         self, tickets: Sequence[Ticket], vectors: np.ndarray, extra: Sequence[dict[str, Any]] | None = None
     ) -> list[str]:
-        """Insert or replace tickets (point id = UUIDv5 of the ticket id); returns the point ids."""
+        """Store tickets (point id = UUIDv5 of the ticket id); returns the point ids.
+
+        A new ticket is inserted whole. A ticket already stored is updated in place: its vector and
+        ticket fields (and ``extra``) are replaced, every other field (the labels a run wrote, a
+        human's outlier override) stays.
+        """
         if len(tickets) != len(vectors):
             raise ValueError("one vector per ticket")
         if not self.tickets.exists():
             raise StoreError("the store has no tickets collection yet: call ensure_collections first")
         ids = [point_id(t.id) for t in tickets]
-        payloads = []
-        for i, t in enumerate(tickets):
-            payload: dict[str, Any] = {
-                "ticket_id": t.id,
-                "text": t.text,
-                "created_at": t.created_at,
-                "metadata": dict(t.metadata),
-            }
-            if extra is not None:
-                payload.update(extra[i])
-            payloads.append(payload)
+        vectors = np.asarray(vectors, dtype=np.float32)
         for start in range(0, len(ids), self.write_batch):
-            end = start + self.write_batch
-            self.tickets.upsert(ids[start:end], vectors[start:end], payloads[start:end])
+            part = range(start, min(len(ids), start + self.write_batch))
+            known = {r.id for r in self.tickets.retrieve([ids[i] for i in part], fields=[])}
+            payloads = {
+                i: {
+                    "ticket_id": tickets[i].id,
+                    "text": tickets[i].text,
+                    "created_at": tickets[i].created_at,
+                    "metadata": dict(tickets[i].metadata),
+                    **(extra[i] if extra is not None else {}),
+                }
+                for i in part
+            }
+            fresh = [i for i in part if ids[i] not in known]
+            if fresh:
+                self.tickets.upsert([ids[i] for i in fresh], vectors[fresh], [payloads[i] for i in fresh])
+            again = [i for i in part if ids[i] in known]
+            if again:
+                self.tickets.update_vectors([ids[i] for i in again], vectors[again])
+                self.tickets.set_payloads([(ids[i], payloads[i]) for i in again])
         return ids
 
     def get_ticket(self, ticket_id: str) -> Record | None:
@@ -91,19 +124,33 @@ class QdrantStore:
         found = self.tickets.retrieve([point_id(ticket_id)])
         return found[0] if found else None
 
-    def get_points(self, ids: Sequence[str], with_vector: bool = False) -> list[Record]:
-        """Ticket points by point id (missing ids are left out)."""
-        return self.tickets.retrieve(ids, with_vector=with_vector)
+    def get_points(
+        self, ids: Sequence[str], with_vector: bool = False, fields: Sequence[str] | None = None
+    ) -> list[Record]:
+        """Ticket points by point id (missing ids are left out); ``fields`` limits the payload."""
+        return self.tickets.retrieve(ids, with_vector=with_vector, fields=fields)
 
     def iter_vectors(
-        self, page_size: int = 2048, fields: Sequence[str] = (), filter: Filter | None = None
+        self,
+        page_size: int = 2048,
+        fields: Sequence[str] = (),
+        filter: Filter | None = None,
+        start: str | None = None,
+        stop: str | None = None,
     ) -> Iterator[VectorPage]:
-        """Every ticket vector, in pages (qdrant-edge needs an explicit scroll limit)."""
-        offset: str | None = None
+        """Ticket vectors in point-id order, in pages: all of them, or ``start <= id < stop``.
+
+        Point ids are UUIDv5 hashes, so an id range holds an even share of the tickets.
+        """
+        offset = start
         while True:
             records, offset = self.tickets.scroll(
                 filter, limit=page_size, offset=offset, with_vector=True, fields=list(fields)
             )
+            if stop is not None:
+                kept = [r for r in records if r.id < stop]
+                if len(kept) < len(records):
+                    records, offset = kept, None
             if records:
                 yield VectorPage(
                     ids=[r.id for r in records],
@@ -118,6 +165,10 @@ class QdrantStore:
         for start in range(0, len(updates), self.write_batch):
             self.tickets.set_payloads(updates[start : start + self.write_batch])
 
+    def set_payload_where(self, filter: Filter, payload: dict[str, Any]) -> None:
+        """Merge ``payload`` into every ticket matching ``filter`` (one engine call)."""
+        self.tickets.set_payload_where(filter, payload)
+
     def search(self, vector: np.ndarray, limit: int = 10, filter: Filter | None = None) -> list[Record]:
         """Nearest tickets by cosine similarity, honouring ``filter``."""
         return self.tickets.query(vector, limit, filter)
@@ -128,9 +179,11 @@ class QdrantStore:
         limit: int = 100,
         offset: str | None = None,
         fields: Sequence[str] | None = None,
+        order_by: str | None = None,
     ) -> tuple[list[Record], str | None]:
-        """A page of tickets (payload only, or just ``fields``) and the offset of the next page."""
-        return self.tickets.scroll(filter, limit=limit, offset=offset, fields=fields)
+        """A page of tickets (payload only, or just ``fields``) and the offset of the next page; with
+        ``order_by`` (``"field"`` or ``"-field"``, an indexed field) the first ``limit`` in that order."""
+        return self.tickets.scroll(filter, limit=limit, offset=offset, fields=fields, order_by=order_by)
 
     def count(self, filter: Filter | None = None) -> int:
         """Exact number of tickets matching ``filter``."""
@@ -148,6 +201,12 @@ class QdrantStore:
         for start in range(0, len(ids), self.write_batch):
             end = start + self.write_batch
             self.clusters.upsert(ids[start:end], centroids[start:end], payloads[start:end])
+
+    def set_cluster_fields(self, run_id: str, cluster_id: int, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into one catalogue entry (a no-op if it does not exist)."""
+        pid = cluster_point_id(run_id, cluster_id)
+        if self.clusters.retrieve([pid], fields=[]):
+            self.clusters.set_payloads([(pid, fields)])
 
     def list_clusters(self, run_id: str | None, with_vector: bool = False) -> list[Record]:
         """A run's catalogue ordered by cluster id (empty for ``None``: no run yet)."""
@@ -170,15 +229,50 @@ class QdrantStore:
     def prune_clusters(self, keep_run_id: str) -> int:
         """Delete catalogue entries of every run but ``keep_run_id``; returns how many went."""
         flt = Filter(must_not=(Match("run_id", keep_run_id),))
-        stale = [r.id for r in _scroll_all(self.clusters, flt, fields=["run_id"])]
-        self.clusters.delete(stale)
-        return len(stale)
+        stale = self.clusters.count(flt)
+        if stale:
+            self.clusters.delete_where(flt)
+        return stale
 
-    # -- runs and state ---------------------------------------------------------------------------
+    # -- map sample -------------------------------------------------------------------------------
+    def save_map(self, run_id: str, rows: Sequence[dict[str, Any]]) -> None:
+        """A run's map sample: one small point per placed ticket (``ticket_id``, ``x``, ``y``, ...)."""
+        ids = [map_point_id(run_id, str(r["ticket_id"])) for r in rows]
+        payloads = [{**r, "run_id": run_id} for r in rows]
+        for start in range(0, len(ids), self.write_batch):
+            end = start + self.write_batch
+            self.map_points.upsert(
+                ids[start:end], np.ones((len(ids[start:end]), _RUN_DIM)), payloads[start:end]
+            )
+
+    def list_map(self, run_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` map points of a run (a bounded read of the run's own sample)."""
+        if run_id is None:
+            return []
+        out: list[dict[str, Any]] = []
+        offset: str | None = None
+        flt = Filter(must=(Match("run_id", run_id),))
+        while len(out) < limit:
+            records, offset = self.map_points.scroll(flt, limit=min(2048, limit - len(out)), offset=offset)
+            out.extend(r.payload for r in records)
+            if offset is None or not records:
+                break
+        return out
+
+    def update_map_where(self, run_id: str, filter: Filter, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into a run's map points matching ``filter`` (an edit moved their tickets)."""
+        flt = Filter(must=(Match("run_id", run_id), *filter.must), must_not=filter.must_not)
+        self.map_points.set_payload_where(flt, fields)
+
+    def prune_map(self, keep_run_id: str) -> None:
+        """Delete the map points of every run but ``keep_run_id``."""
+        self.map_points.delete_where(Filter(must_not=(Match("run_id", keep_run_id),)))
+
+    # -- runs, records and state ------------------------------------------------------------------
     def save_run(self, run: dict[str, Any]) -> None:
-        """Insert or replace a run record (needs ``run_id``)."""
-        payload = {**run, "kind": "run"}
-        self.runs.upsert([run_point_id(str(run["run_id"]))], np.ones((1, _RUN_DIM)), [payload])
+        """Insert or replace a run record (needs ``run_id``; ordered by ``started_at``)."""
+        payload = {**run, "kind": "run", "created_at": run.get("created_at") or run.get("started_at")}
+        self.runs.upsert([run_point_id(str(run["run_id"]))], _ONE, [payload])
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """A run record, or None."""
@@ -186,34 +280,71 @@ class QdrantStore:
         return _strip_kind(found[0].payload) if found else None
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Run records, newest first."""
-        runs = [_strip_kind(r.payload) for r in _scroll_all(self.runs, Filter(must=(Match("kind", "run"),)))]
-        runs.sort(key=lambda r: str(r.get("started_at", "")), reverse=True)
-        return runs[:limit]
+        """The newest ``limit`` run records, newest first (ordered and limited by the engine)."""
+        return self.list_records("run", limit=limit)
 
     def save_record(self, kind: str, record_id: str, record: dict[str, Any]) -> None:
         """Insert or replace a small record of ``kind`` (``edit``, ``alert``) beside the runs."""
-        self.runs.upsert([_record_point(kind, record_id)], np.ones((1, _RUN_DIM)), [{**record, "kind": kind}])
+        self.runs.upsert([_record_point(kind, record_id)], _ONE, [{**record, "kind": kind}])
 
     def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
         """One record by kind and id (a point lookup), or None."""
         found = self.runs.retrieve([_record_point(kind, record_id)])
         return _strip_kind(found[0].payload) if found else None
 
-    def list_records(self, kind: str, limit: int = 1000) -> list[dict[str, Any]]:
-        """Records of ``kind``, newest ``created_at`` first."""
-        found = [_strip_kind(r.payload) for r in _scroll_all(self.runs, Filter(must=(Match("kind", kind),)))]
+    def list_records(self, kind: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Records of ``kind``, newest ``created_at`` first: the newest ``limit`` (ordered and limited
+        by the engine), or all of them (paged) when ``limit`` is None."""
+        flt = Filter(must=(Match("kind", kind),))
+        if limit is not None:
+            records, _ = self.runs.scroll(flt, limit=limit, offset=None, order_by="-created_at")
+            return [_strip_kind(r.payload) for r in records]
+        found = [_strip_kind(r.payload) for r in _scroll_all(self.runs, flt)]
         found.sort(key=lambda r: str(r.get("created_at", "")), reverse=True)
-        return found[:limit]
+        return found
+
+    def prune_records(self, kind: str, keep: int) -> int:
+        """Keep the newest ``keep`` records of ``kind``; delete older ones. Returns how many went."""
+        newest, _ = self.runs.scroll(
+            Filter(must=(Match("kind", kind),)), limit=keep + 1, offset=None, order_by="-created_at"
+        )
+        if len(newest) <= keep:
+            return 0
+        cutoff = str(newest[keep - 1].payload["created_at"]) if keep else None
+        flt = Filter(must=(Match("kind", kind), DateRange("created_at", lt=cutoff)))
+        gone = self.runs.count(flt)
+        self.runs.delete_where(flt)
+        return gone
 
     def get_state(self) -> dict[str, Any]:
-        """Service state (e.g. the current run pointer); empty before the first run."""
+        """Service state (the current run pointer, its slot, ``version``); empty before the first run."""
         found = self.runs.retrieve([_STATE_ID])
         return _strip_kind(found[0].payload) if found else {}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Replace the service state in one write (this is the atomic switch of the current run)."""
-        self.runs.upsert([_STATE_ID], np.ones((1, _RUN_DIM)), [{**state, "kind": "state"}])
+        """Replace the service state unconditionally (tests and repairs; runs use :meth:`swap_state`)."""
+        self.runs.upsert([_STATE_ID], _ONE, [{**state, "kind": "state"}])
+
+    def swap_state(self, version: int, state: dict[str, Any]) -> bool:
+        """Compare-and-set the service state: see :meth:`swap_record`."""
+        return self._swap(_STATE_ID, "state", version, state)
+
+    def swap_record(self, kind: str, record_id: str, version: int, record: dict[str, Any]) -> bool:
+        """Compare-and-set: write ``record`` with ``version + 1`` only if the stored one's ``version``
+        is still ``version`` (0 = none stored yet). The engine checks the condition atomically
+        (Qdrant's conditional update); returns whether this write is the one stored."""
+        return self._swap(_record_point(kind, record_id), kind, version, record)
+
+    def _swap(self, pid: str, kind: str, version: int, record: dict[str, Any]) -> bool:
+        token = secrets.token_hex(8)  # tells our write from a competitor's with the same version
+        new = {**record, "version": version + 1, "kind": kind, "write_token": token}
+        if version == 0:
+            self.runs.upsert([pid], _ONE, [new], insert_only=True)
+        else:
+            self.runs.upsert([pid], _ONE, [new], condition=Filter(must=(Match("version", version),)))
+        found = self.runs.retrieve([pid], fields=["version", "write_token"])
+        stored = found[0].payload if found else {}
+        return stored.get("write_token") == token
 
     # -- lifecycle --------------------------------------------------------------------------------
     def optimize(self) -> None:
@@ -223,7 +354,7 @@ class QdrantStore:
 
     def close(self) -> None:
         """Flush and release the collections."""
-        for collection in (self.tickets, self.clusters, self.runs):
+        for collection in (self.tickets, self.clusters, self.runs, self.map_points):
             collection.close()
         if self._on_close is not None:
             self._on_close()
@@ -256,4 +387,4 @@ def _record_point(kind: str, record_id: str) -> str:
 
 
 def _strip_kind(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if k != "kind"}
+    return {k: v for k, v in payload.items() if k not in ("kind", "write_token")}
