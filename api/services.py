@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import current_app
 
+from constellate.catalogue import Live, NameCache
 from constellate.resources import Resources
 
 RECLUSTER_TASK = "constellate.recluster"  # enqueued by name: the API never imports the worker
@@ -15,6 +16,14 @@ class Services(Resources):
     """Store, query embedder and Redis (lazy, shared by all requests) and the enqueueing client."""
 
     _celery: Any = None
+    _names: NameCache | None = None
+
+    def live(self) -> Live:
+        """The live run and its cluster names (cached per run and edit)."""
+        with self._lock:
+            if self._names is None:
+                self._names = NameCache()
+        return self._names.live(self.store)
 
     def enqueue_recluster(self) -> str:
         """Send the recluster task by name; returns the task id."""

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError, validation_details
 from api.schemas import TicketOut
-from constellate.labels import ticket_view
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,8 +52,6 @@ def json_body() -> Any:
         raise ApiError(400, "invalid JSON: nested too deeply") from None
 
 
-def ticket_out(payload: dict[str, Any], slot: str | None) -> dict[str, Any]:
-    """The public form of a stored ticket."""
-    view = ticket_view(payload, slot)
-    view["metadata"] = view.get("metadata") or {}
-    return TicketOut.model_validate(view).model_dump()
+def ticket_out(view: dict[str, Any]) -> dict[str, Any]:
+    """The public form of a ticket view (:meth:`constellate.catalogue.Live.view`)."""
+    return TicketOut.model_validate({**view, "metadata": view.get("metadata") or {}}).model_dump()

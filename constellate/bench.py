@@ -93,7 +93,7 @@ def _peak_rss_mb() -> float:
 def _recluster_child(data_dir: str) -> None:
     """Run one recluster in this (child) process and print seconds and peak RSS as JSON."""
     from constellate.naming import KeyBERTNamer
-    from constellate.recluster import recluster
+    from constellate.pipeline import recluster
     from constellate.store import edge_store
 
     settings = Settings(data_dir=Path(data_dir))
@@ -152,7 +152,7 @@ def bench_bertopic(
     from constellate.clustering import UMAPReducer
     from constellate.evaluate import external_metrics
     from constellate.naming import KeyBERTNamer
-    from constellate.recluster import recluster
+    from constellate.pipeline import recluster
     from constellate.store import edge_store
 
     UMAPReducer().fit_transform(vectors[:5000])  # compile numba's kernels first: neither side pays it

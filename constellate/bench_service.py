@@ -129,7 +129,7 @@ def bench_search(
     import urllib.parse
 
     from constellate.naming import KeyBERTNamer
-    from constellate.recluster import recluster
+    from constellate.pipeline import recluster
     from constellate.store import edge_store
 
     embedder = load_embedder()
@@ -231,7 +231,7 @@ def bench_page(n: int, base: np.ndarray, texts: Sequence[str], say: Say) -> dict
     process) and its ratio to ``/openapi.json`` (a static answer) measured alongside."""
     from api import create_app
     from constellate.naming import KeyBERTNamer
-    from constellate.recluster import recluster
+    from constellate.pipeline import recluster
     from constellate.store import edge_store
 
     vectors, rows = scale_vectors(base, n)

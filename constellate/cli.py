@@ -176,44 +176,128 @@ def _naming(settings: Settings):
 @algorithm_option
 @data_dir_option
 def recluster(as_json: bool, top: int, algorithm: str | None, data_dir: Path | None) -> None:
-    """Recluster every stored ticket now, in this process, and print the run summary."""
-    from constellate.recluster import recluster as run_recluster
+    """Recluster every stored ticket now and print the run summary.
+
+    Runs in this process under the same run lock as the workers (a run already going makes this
+    exit 1). When the embedded store is open in `constellate up` or a worker, the run is handed to
+    that service through its broker and this command waits for it.
+    """
+    from constellate.exceptions import StoreBusy
+    from constellate.optimizer import BackgroundOptimizer
+    from constellate.pipeline import recluster as run_recluster
     from constellate.store import open_store
 
     settings = get_settings(data_dir=data_dir, algorithm=algorithm)
-    _, namer = _naming(settings)
 
     def progress(message: str) -> None:
         click.echo(f"… {message}", err=True)
 
+    try:
+        store = open_store(settings)
+    except StoreBusy:
+        run = _recluster_via_service(settings, progress)
+        _print_run(run, [], as_json, top)
+        if run.get("status") not in ("succeeded", "dispatched"):
+            sys.exit(1)
+        return
+    _, namer = _naming(settings)
     notifier = None
     if settings.alert_webhook_url:
         from constellate.alerts import WebhookNotifier
 
         notifier = WebhookNotifier(settings.alert_webhook_url)
     try:
-        with open_store(settings) as store:
-            run = run_recluster(store, settings, namer=namer, progress=progress, notifier=notifier)
+        with store:
+            lease = _run_lock(settings)
+            if lease is not None and not lease.acquire():
+                raise click.ClickException(
+                    f"run {lease.holder() or '?'} holds the recluster lock; try again when it has finished"
+                )
+            if lease is not None:
+                lease.keep_alive()
+            optimizer = BackgroundOptimizer(store)
+            try:
+                run = run_recluster(
+                    store,
+                    settings,
+                    namer=namer,
+                    progress=progress,
+                    notifier=notifier,
+                    lease=lease,
+                    optimizer=optimizer,
+                )
+            finally:
+                if lease is not None:
+                    lease.release()
             clusters = store.list_clusters(run["run_id"]) if run["status"] == "succeeded" else []
+            progress("optimize: re-indexing what the run changed (readers already see the new labels)")
+            optimizer.wait()
     except ConstellateError as exc:
         raise click.ClickException(str(exc)) from exc
     if notifier is not None:
         notifier.wait(30)  # this process exits next: let the webhook deliveries finish
+    _print_run(run, [r.payload for r in clusters], as_json, top)
+
+
+def _run_lock(settings: Settings) -> Any:
+    """The workers' run lock on the service's Redis; None when no Redis serves this data dir (then the
+    embedded store's own directory lock keeps every other process out)."""
+    import redis
+
+    from constellate.embedded_redis import redis_url
+    from constellate.run_lock import RunLock
+
+    try:
+        url = redis_url(settings, start=False)
+    except RuntimeError:
+        return None
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis for the run lock at {url}: {exc}") from exc
+    return RunLock(client, timeout=settings.recluster_lock_seconds)
+
+
+def _recluster_via_service(settings: Settings, progress: Any) -> dict[str, Any]:
+    """Hand the run to the service that has the embedded store open, through its broker, and wait."""
+    from celery import Celery
+
+    from constellate.embedded_redis import redis_url
+
+    try:
+        url = redis_url(settings, start=False)
+    except RuntimeError as exc:
+        raise click.ClickException(
+            f"the store under {settings.data_dir} is open in another process and no broker answers for it"
+        ) from exc
+    progress("the store is open in a running service: asking its worker to recluster")
+    client = Celery("constellate-cli", broker=url, backend=url, set_as_current=False)
+    try:
+        return dict(client.send_task("constellate.recluster").get(timeout=settings.recluster_max_seconds))
+    except Exception as exc:
+        raise click.ClickException(f"the service's recluster failed: {exc}") from exc
+
+
+def _print_run(run: dict[str, Any], clusters: list[dict[str, Any]], as_json: bool, top: int) -> None:
     if as_json:
         _echo_json(run)
         return
     if run["status"] != "succeeded":
-        click.echo(f"run {run['run_id']}: {run['status']} ({run.get('reason', '')})")
+        click.echo(
+            f"run {run.get('run_id', '?')}: {run['status']} ({run.get('reason') or run.get('error', '')})"
+        )
         return
-    counts = Counter(e["event"] for e in run["events"])
+    counts = Counter(e["event"] for e in run.get("events", []))
     click.echo(
         f"run {run['run_id']}: {run['n_points']} tickets -> {run['n_clusters']} clusters, "
-        f"{run['outlier_fraction']:.1%} outliers, {run['seconds']['total']:.1f} s "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+        f"{run['outlier_fraction']:.1%} outliers, {run['written']} labels written, "
+        f"{run['seconds']['total']:.1f} s"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else "")
     )
-    click.echo(f"{'id':>5}  {'size':>6}  name")
-    for record in sorted(clusters, key=lambda r: -int(r.payload["size"]))[:top]:
-        p = record.payload
+    if clusters:
+        click.echo(f"{'id':>5}  {'size':>6}  name")
+    for p in sorted(clusters, key=lambda c: -int(c["size"]))[:top]:
         click.echo(f"{p['cluster_id']:>5}  {p['size']:>6}  {p['name']}")
 
 
@@ -319,6 +403,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     from constellate import jsonlog
     from constellate.embedded_redis import redis_url, stop_embedded
     from constellate.store import open_store
+    from constellate.warmup import warm_up_in_background
     from worker import make_celery
 
     jsonlog.configure()
@@ -332,6 +417,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     consumer = ingestion.make_consumer(settings, redis.Redis.from_url(url), store, embedder)
     consumer_thread = ingestion.run(consumer, stop)
 
+    warm_up_in_background()  # the first scheduled run finds the clustering kernels compiled
     celery_app = make_celery(settings, url, store=store, namer=namer)
     celery_app.finalize()
     celery_app.set_current()  # the worker and beat below use this app

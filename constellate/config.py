@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     )
     exemplars: int = Field(5, ge=0, le=50)
     map_points: int = Field(5000, ge=0, le=200_000, description="Tickets drawn on the page's map per run.")
+    outlier_score_tolerance: float = Field(
+        0.02, ge=0.0, le=1.0, description="A run rewrites a ticket's outlier score only if it moved more."
+    )
+    recluster_parts: int = Field(
+        1, ge=1, le=256, description="Split a run's labelling pass over this many Celery tasks (id ranges)."
+    )
+    recluster_page_size: int = Field(2048, ge=16, le=65536, description="Tickets per page of a run's pass.")
+    keep_runs: int = Field(200, ge=1, description="Run records kept (older ones are deleted by each run).")
+    keep_alerts: int = Field(500, ge=1, description="Alerts kept (older ones are deleted by each run).")
 
     # -- alerts -----------------------------------------------------------------------------------
     alert_webhook_url: str | None = Field(None, description="POST each run's alerts here (JSON).")
@@ -71,7 +80,7 @@ class Settings(BaseSettings):
         60, ge=3, description="Lease of the run lock, renewed while the run lives; a dead run frees it."
     )
     recluster_max_seconds: int = Field(
-        3 * 3600, ge=60, description="Longest run: a task unacknowledged this long is redelivered."
+        3 * 3600, ge=10, description="Longest task: one unacknowledged this long is redelivered."
     )
 
     # -- API ------------------------------------------------------------------------------------
@@ -91,6 +100,7 @@ class Settings(BaseSettings):
     tickets_collection: str = "tickets"
     clusters_collection: str = "clusters"
     runs_collection: str = "runs"
+    map_collection: str = "map"
 
     @model_validator(mode="after")
     def _real_secrets_in_production(self) -> Settings:

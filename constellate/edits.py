@@ -1,35 +1,51 @@
 """Human edits: rename (and pin) a cluster, merge two, split tickets off, mark a ticket not an outlier.
 
-Each edit is stored as a record, applied to the live labels and catalogue at once, and applied
-again by every recluster after identity matching (:func:`apply_edits`), so it survives: a merged
-pair stays one cluster, split-off tickets stay in their cluster, a pinned name stays.
+An edit is validated against the live catalogue, stored as a record *first*, then applied to the
+live labels and catalogue (:func:`apply_to_live`, idempotent). A run replays every stored edit
+on its own result (:func:`replay_edits`), and after its switch applies again the edits stored since
+it read them. Either the run sees the record or the edit sees the switch, so an edit made at any
+moment is in force after every later switch (docs/architecture.md, "Edits, runs and the lease").
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
-from constellate.clustering import ClusterResult
 from constellate.embedding import normalize
 from constellate.exceptions import InputError, NotFound
 from constellate.identity import Lineage
-from constellate.labels import SLOTS, label_filter, slot_field
-from constellate.store.base import Filter, Match, Record, VectorStore
+from constellate.ids import reserve_ids
+from constellate.labels import NOT_OUTLIER, SLOTS, label_filter, slot_field
+from constellate.store.base import Filter, Match, MatchAny, Record, VectorStore
 from constellate.tickets import point_id, utc_now_precise
 
 EDIT_KIND = "edit"
 META_KIND = "edit_meta"
-NOT_OUTLIER = "outlier_override"  # ticket payload field; "no" = a human said it is not an outlier
+__all__ = [
+    "EDIT_KIND",
+    "NOT_OUTLIER",
+    "EditEffect",
+    "apply_to_live",
+    "edits_for",
+    "edits_meta",
+    "enforce_ticket_edits",
+    "list_edits",
+    "mark_not_outlier",
+    "merge_clusters",
+    "rename_cluster",
+    "replay_edits",
+    "split_cluster",
+]
 
 
-def list_edits(store: VectorStore) -> list[dict[str, Any]]:
-    """Every stored edit, newest first."""
-    return store.list_records(EDIT_KIND)
+def list_edits(store: VectorStore, limit: int | None = None) -> list[dict[str, Any]]:
+    """Stored edits, newest first: every one (a run replays them all), or the newest ``limit``."""
+    return store.list_records(EDIT_KIND, limit=limit)
 
 
 def edits_for(edits: Sequence[dict[str, Any]], cluster_id: int) -> list[dict[str, Any]]:
@@ -38,46 +54,41 @@ def edits_for(edits: Sequence[dict[str, Any]], cluster_id: int) -> list[dict[str
     return [e for e in edits if cluster_id in {e.get(k) for k in keys}]
 
 
-def rename_cluster(store: VectorStore, cluster_id: int, name: str, pinned: bool = True) -> dict[str, Any]:
-    """Give a cluster a human name; pinned names are kept by every later run."""
+def _valid_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 200:
-        raise InputError("name must be 1-200 characters")
-    run, slot, entry = _live_cluster(store, cluster_id)
-    _relabel(store, slot, cluster_id, {"cluster_name": name})
-    entry.payload.update(name=name, pinned=pinned, name_keywords=entry.payload.get("keywords", []))
-    _write_entry(store, run, entry)
-    return _save(store, "rename", cluster_id=cluster_id, name=name, pinned=pinned)
+        raise InputError("name must be 1-200 characters, not only spaces")
+    return name
+
+
+def rename_cluster(store: VectorStore, cluster_id: int, name: str, pinned: bool = True) -> dict[str, Any]:
+    """Give a cluster a human name; pinned names are kept by every later run."""
+    name = _valid_name(name)
+    _live_cluster(store, cluster_id)
+    return _record_and_apply(store, "rename", cluster_id=cluster_id, name=name, pinned=pinned)
 
 
 def merge_clusters(store: VectorStore, into: int, source: int) -> dict[str, Any]:
     """Fold cluster ``source`` into ``into``; later runs keep them one cluster under ``into``."""
     if into == source:
         raise InputError("a cluster cannot be merged into itself")
-    run, slot, target = _live_cluster(store, into)
-    _, _, other = _live_cluster(store, source)
-    _relabel(store, slot, source, {"cluster_id": into, "cluster_name": target.payload["name"]})
-    a, b = int(target.payload.get("size", 0)), int(other.payload.get("size", 0))
-    assert target.vector is not None and other.vector is not None
-    target.vector = normalize((a * target.vector + b * other.vector)[None, :])[0]
-    target.payload.update(size=a + b, parents=sorted({*target.payload.get("parents", []), source}))
-    _write_entry(store, run, target)
-    store.delete_cluster(run, source)
-    return _save(store, "merge", into=into, **{"from": source})
+    _live_cluster(store, into)
+    _live_cluster(store, source)
+    return _record_and_apply(store, "merge", into=into, **{"from": source})
 
 
 def split_cluster(
     store: VectorStore, cluster_id: int, ticket_ids: Sequence[str], name: str
 ) -> dict[str, Any]:
     """Move ``ticket_ids`` (all in ``cluster_id``) into a new pinned cluster called ``name``."""
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InputError("name must be 1-200 characters")
+    name = _valid_name(name)
     ids = list(dict.fromkeys(str(t) for t in ticket_ids))
     if not ids:
         raise InputError("ticket_ids must name at least one ticket")
-    run, slot, source = _live_cluster(store, cluster_id)
-    records = store.get_points([point_id(t) for t in ids], with_vector=True)
+    _, slot, source = _live_cluster(store, cluster_id)
+    records = store.get_points(
+        [point_id(t) for t in ids], fields=["ticket_id", slot_field(slot, "cluster_id")]
+    )
     found = {str(r.payload.get("ticket_id")): r for r in records}
     missing = [t for t in ids if t not in found]
     if missing:
@@ -89,124 +100,169 @@ def split_cluster(
         raise InputError(f"ticket {outside[0]!r} is not in cluster {cluster_id}")
     if len(ids) >= int(source.payload.get("size", 0)):
         raise InputError("a split must leave tickets behind; rename the cluster instead")
-    meta = _meta(store)
-    new_id = max(int(store.get_state().get("next_cluster_id", 0)), int(meta.get("next_cluster_id", 0)))
-    _set_meta(store, {**meta, "next_cluster_id": new_id + 1})
-    values = {"cluster_id": new_id, "cluster_name": name}
-    store.set_payloads([(r.id, _both_slots(values)) for r in records])
-    vectors = np.stack([r.vector for r in records if r.vector is not None])
-    entry = {
-        "cluster_id": new_id,
-        "name": name,
-        "name_keywords": [],
-        "keywords": [],
-        "pinned": True,
-        "size": len(ids),
-        "exemplars": ids[:5],
-        "parents": [cluster_id],
-        "born_run": run,
-        "updated_run": run,
-    }
-    store.upsert_clusters(run, [entry], normalize(vectors.mean(axis=0, keepdims=True)))
-    source.payload["size"] = int(source.payload.get("size", 0)) - len(ids)
-    _write_entry(store, run, source)
-    return _save(store, "split", cluster_id=new_id, name=name, ticket_ids=ids, **{"from": cluster_id})
+    new_id = reserve_ids(store, 1)
+    return _record_and_apply(
+        store, "split", cluster_id=new_id, name=name, ticket_ids=ids, **{"from": cluster_id}
+    )
 
 
 def mark_not_outlier(store: VectorStore, ticket_id: str) -> dict[str, Any]:
     """A human says this ticket is not an outlier; every later run agrees."""
-    record = store.get_ticket(ticket_id)
-    if record is None:
+    if store.get_ticket(ticket_id) is None:
         raise NotFound(f"no ticket {ticket_id!r}")
-    store.set_payloads([(record.id, {NOT_OUTLIER: "no", **_both_slots({"is_outlier": False})})])
-    return _save(store, "not_outlier", ticket_id=ticket_id)
+    return _record_and_apply(store, "not_outlier", ticket_id=ticket_id)
+
+
+def apply_to_live(store: VectorStore, edit: dict[str, Any]) -> None:
+    """Make ``edit`` true of the live labels, catalogue and map. Idempotent, and harmless when its
+    clusters are gone (a later run retired them): the runs' replay still carries the edit."""
+    state = store.get_state()
+    run, slot = state.get("current_run"), state.get("slot")
+    kind = edit["type"]
+    if kind == "not_outlier":
+        pid = point_id(edit["ticket_id"])
+        store.set_payloads(
+            [(pid, {NOT_OUTLIER: "no", **{slot_field(s, "is_outlier"): False for s in SLOTS}})]
+        )
+        if run:
+            store.update_map_where(
+                run, Filter(must=(Match("ticket_id", edit["ticket_id"]),)), {"is_outlier": False}
+            )
+        return
+    if run is None or slot is None:
+        return
+    if kind == "rename":
+        entry = store.get_cluster(run, int(edit["cluster_id"]))
+        if entry is not None:
+            store.set_cluster_fields(
+                run,
+                int(edit["cluster_id"]),
+                {
+                    "name": edit["name"],
+                    "pinned": edit["pinned"],
+                    "name_keywords": entry.payload.get("keywords", []),
+                },
+            )
+    elif kind == "merge":
+        _apply_merge(store, run, slot, int(edit["into"]), int(edit["from"]))
+    elif kind == "split":
+        _apply_split(store, run, slot, edit)
+
+
+def _apply_merge(store: VectorStore, run: str, slot: str, into: int, source: int) -> None:
+    target, other = store.get_cluster(run, into), store.get_cluster(run, source)
+    if target is None or other is None or target.vector is None or other.vector is None:
+        return
+    store.set_payload_where(label_filter(slot, cluster_id=source), {slot_field(slot, "cluster_id"): into})
+    a, b = int(target.payload.get("size", 0)), int(other.payload.get("size", 0))
+    target.vector = normalize((a * target.vector + b * other.vector)[None, :])[0]
+    target.payload.update(size=a + b, parents=sorted({*target.payload.get("parents", []), source}))
+    _write_entry(store, run, target)
+    store.delete_cluster(run, source)
+    store.update_map_where(run, Filter(must=(Match("cluster_id", source),)), {"cluster_id": into})
+
+
+def _apply_split(store: VectorStore, run: str, slot: str, edit: dict[str, Any]) -> None:
+    new_id, source_id = int(edit["cluster_id"]), int(edit["from"])
+    key = slot_field(slot, "cluster_id")
+    records = store.get_points([point_id(t) for t in edit["ticket_ids"]], with_vector=True, fields=[key])
+    moving = [r for r in records if r.payload.get(key) != new_id]
+    if not records:
+        return
+    if moving:
+        store.set_payloads([(r.id, {key: new_id}) for r in moving])
+    entry = store.get_cluster(run, new_id)
+    if entry is None:
+        vectors = np.stack([r.vector for r in records if r.vector is not None])
+        new_entry = {
+            "cluster_id": new_id,
+            "name": edit["name"],
+            "name_keywords": [],
+            "keywords": [],
+            "pinned": True,
+            "size": len(records),
+            "exemplars": list(edit["ticket_ids"][:5]),
+            "parents": [source_id],
+            "born_run": run,
+            "updated_run": run,
+        }
+        store.upsert_clusters(run, [new_entry], normalize(vectors.mean(axis=0, keepdims=True)))
+    else:
+        store.set_cluster_fields(run, new_id, {"size": int(entry.payload.get("size", 0)) + len(moving)})
+    left = sum(1 for r in moving if r.payload.get(key) == source_id)
+    source = store.get_cluster(run, source_id)
+    if source is not None and left:
+        store.set_cluster_fields(run, source_id, {"size": max(0, int(source.payload.get("size", 0)) - left)})
+    store.update_map_where(
+        run, Filter(must=(MatchAny("ticket_id", tuple(edit["ticket_ids"])),)), {"cluster_id": new_id}
+    )
 
 
 def enforce_ticket_edits(store: VectorStore, slot: str) -> int:
     """After a switch: clear the outlier flag a run may have set on tickets a human cleared."""
     flt = Filter(must=(Match(NOT_OUTLIER, "no"), Match(slot_field(slot, "is_outlier"), True)))
-    fixed = 0
-    offset: str | None = None
-    while True:
-        records, offset = store.scroll_tickets(flt, limit=1024, offset=offset)
-        store.set_payloads([(r.id, {slot_field(slot, "is_outlier"): False}) for r in records])
-        fixed += len(records)
-        if offset is None or not records:
-            return fixed
+    fixed = store.count(flt)
+    if fixed:
+        store.set_payload_where(flt, {slot_field(slot, "is_outlier"): False})
+    return fixed
 
 
-def apply_edits(
-    edits: Sequence[dict[str, Any]],
-    point_ids: Sequence[str],
-    vectors: np.ndarray,
-    result: ClusterResult,
-    lineage: Lineage,
-) -> tuple[ClusterResult, Lineage]:
-    """Re-apply merges and splits (oldest first) to a run's matched clusters.
+@dataclass
+class EditEffect:
+    """What the stored edits do to one run's clusters (stable ids).
 
-    Works on stable ids: a merge sends every ticket of ``from`` to ``into``, a split sends its
-    tickets to its cluster. Centroids and similarities of the resulting clusters are recomputed;
-    lineage records each edit applied.
+    ``fold`` maps a cluster id to the one a merge folded it into; ``overrides`` sends tickets (point
+    ids) a split moved to their cluster; ``renames`` are the names humans gave (with pin flags).
     """
-    structural = sorted(
-        (e for e in edits if e.get("type") in ("merge", "split")), key=lambda e: e["created_at"]
-    )
-    if not structural:
-        return result, lineage
-    stable = np.asarray(lineage.ids, dtype=np.int64)[result.labels]
-    row_of = {pid: i for i, pid in enumerate(point_ids)}
-    parents = {cid: list(p) for cid, p in zip(lineage.ids, lineage.parents, strict=True)}
-    events = list(lineage.events)
-    next_id = lineage.next_id
+
+    fold: dict[int, int] = field(default_factory=dict)
+    overrides: dict[str, int] = field(default_factory=dict)
+    renames: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    parents: dict[int, list[int]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    next_id: int = 0
+
+    def resolve(self, cluster_id: int) -> int:
+        """The id ``cluster_id`` ends up under after every merge."""
+        seen = {cluster_id}
+        while cluster_id in self.fold:
+            cluster_id = self.fold[cluster_id]
+            if cluster_id in seen:  # a merge back and forth: the latest target wins
+                break
+            seen.add(cluster_id)
+        return cluster_id
+
+
+def replay_edits(edits: Iterable[dict[str, Any]], lineage: Lineage, present: Iterable[int]) -> EditEffect:
+    """The effect of ``edits`` (any order; replayed oldest first) on a run's matched clusters.
+
+    A merge's pair carried the target id after the edit, so a later run sees it as the target plus
+    clusters that split off it (or, before the edit was first applied, the source): those fold into
+    the target. A split sends its tickets to its cluster.
+    """
+    effect = EditEffect(next_id=lineage.next_id)
     split_from = {e["cluster_id"]: e["from"] for e in lineage.events if e["event"] == "split"}
-    for edit in structural:
-        if edit["type"] == "merge":
+    ids = set(present)
+    for edit in sorted(edits, key=lambda e: str(e.get("created_at", ""))):
+        kind = edit.get("type")
+        if kind == "merge":
             into, source = int(edit["into"]), int(edit["from"])
-            # the merged pair's tickets all carried ``into`` last run, so the pair comes back as
-            # ``into`` plus clusters split off it (or, before the edit was first applied, ``source``)
-            folded = [
-                c
-                for c in np.unique(stable).tolist()
-                if c != into and (c == source or split_from.get(c) in (into, source))
-            ]
-            for cid in folded:
-                stable[stable == cid] = into
-                parents[into] = sorted({*parents.get(into, []), cid})
-                events.append({"event": "merged", "cluster_id": cid, "into": into, "by": "edit"})
-        else:
+            candidates = ids | set(effect.overrides.values())
+            for cid in sorted(candidates):
+                if cid != into and (cid == source or split_from.get(cid) in (into, source)):
+                    effect.fold[cid] = into
+                    effect.parents.setdefault(into, []).append(cid)
+                    effect.events.append({"event": "merged", "cluster_id": cid, "into": into, "by": "edit"})
+        elif kind == "split":
             cid = int(edit["cluster_id"])
-            rows = [row_of[p] for p in (point_id(t) for t in edit["ticket_ids"]) if p in row_of]
-            if rows:
-                stable[rows] = cid
-                parents.setdefault(cid, [int(edit["from"])])
-                events.append({"event": "continued", "cluster_id": cid, "by": "edit"})
-            next_id = max(next_id, cid + 1)
-    present = set(np.unique(stable).tolist())
-    events = [
-        e for e in events if e.get("by") or e["event"] in ("died", "merged") or e["cluster_id"] in present
-    ]
-    new_result, order = _regroup(stable, vectors, result)
-    new_lineage = Lineage(order, [parents.get(c, []) for c in order], events, next_id)
-    return new_result, new_lineage
-
-
-def _regroup(
-    stable: np.ndarray, vectors: np.ndarray, result: ClusterResult
-) -> tuple[ClusterResult, list[int]]:
-    """Labels 0..K-1 (largest first) over stable ids, with centroids recomputed from the members."""
-    ids, inverse, counts = np.unique(stable, return_inverse=True, return_counts=True)
-    rank = np.argsort(-counts, kind="stable")
-    position = np.empty_like(rank)
-    position[rank] = np.arange(len(rank))
-    labels = position[inverse]
-    k = len(ids)
-    member = sparse.csr_matrix(
-        (np.ones(len(labels), dtype=np.float32), (labels, np.arange(len(labels)))), shape=(k, len(labels))
-    )
-    centroids = normalize(np.asarray(member @ vectors, dtype=np.float32))
-    similarity = np.einsum("ij,ij->i", vectors, centroids[labels]).astype(np.float32)
-    regrouped = ClusterResult(labels, centroids, similarity, result.noise, result.params, result.seconds)
-    return regrouped, [int(ids[r]) for r in rank]
+            for ticket in edit["ticket_ids"]:
+                effect.overrides[point_id(str(ticket))] = cid
+            effect.parents.setdefault(cid, [int(edit["from"])])
+            effect.events.append({"event": "continued", "cluster_id": cid, "by": "edit"})
+            effect.next_id = max(effect.next_id, cid + 1)
+        elif kind == "rename":
+            effect.renames[int(edit["cluster_id"])] = (str(edit["name"]), bool(edit.get("pinned", True)))
+    return effect
 
 
 def _live_cluster(store: VectorStore, cluster_id: int) -> tuple[str, str, Record]:
@@ -218,30 +274,16 @@ def _live_cluster(store: VectorStore, cluster_id: int) -> tuple[str, str, Record
     return run, slot, entry
 
 
-def _relabel(store: VectorStore, slot: str, cluster_id: int, values: dict[str, Any]) -> None:
-    """Set label ``values`` on every ticket of ``cluster_id`` in the live slot."""
-    flt = label_filter(slot, cluster_id=cluster_id)
-    offset: str | None = None
-    pages: list[str] = []
-    while True:  # collect first: relabelling cluster_id would move tickets out of the filter mid-scroll
-        records, offset = store.scroll_tickets(flt, limit=1024, offset=offset)
-        pages.extend(r.id for r in records)
-        if offset is None or not records:
-            break
-    update = {slot_field(slot, k): v for k, v in values.items()}
-    store.set_payloads([(pid, update) for pid in pages])
-
-
-def _both_slots(values: dict[str, Any]) -> dict[str, Any]:
-    return {slot_field(s, k): v for s in SLOTS for k, v in values.items()}
-
-
 def _write_entry(store: VectorStore, run: str, entry: Record) -> None:
     assert entry.vector is not None
     store.upsert_clusters(run, [entry.payload], np.asarray(entry.vector, dtype=np.float32)[None, :])
 
 
-def _save(store: VectorStore, kind: str, **fields: Any) -> dict[str, Any]:
+def _record_and_apply(store: VectorStore, kind: str, **fields: Any) -> dict[str, Any]:
+    """Store the edit, mark the catalogue edited (ingest reloads it), then apply it to the live labels.
+
+    The record comes first: a run that switches after this point replays it after its switch.
+    """
     edit = {
         "edit_id": "edit-" + secrets.token_hex(6),
         "type": kind,
@@ -249,22 +291,16 @@ def _save(store: VectorStore, kind: str, **fields: Any) -> dict[str, Any]:
         **fields,
     }
     store.save_record(EDIT_KIND, edit["edit_id"], edit)
-    _set_meta(store, {**_meta(store), "edited_at": edit["created_at"]})  # ingest reloads the catalogue
+    apply_to_live(store, edit)
+    mark_edited(store, edit["created_at"])
     return edit
 
 
+def mark_edited(store: VectorStore, when: str) -> None:
+    """Tell ingest-time labellers the live catalogue changed (they reload it)."""
+    store.save_record(META_KIND, "clock", {"edited_at": when})
+
+
 def edits_meta(store: VectorStore) -> dict[str, Any]:
-    """``edited_at`` (the last edit) and ``next_cluster_id`` (past the ids splits took).
-
-    Kept apart from the service state on purpose: only a recluster writes the state, so an edit's
-    read-modify-write can never undo a run's switch that landed in between.
-    """
-    return _meta(store)
-
-
-def _meta(store: VectorStore) -> dict[str, Any]:
-    return store.get_record(META_KIND, "edits") or {}  # a point lookup: ingest asks per batch
-
-
-def _set_meta(store: VectorStore, meta: dict[str, Any]) -> None:
-    store.save_record(META_KIND, "edits", meta)
+    """``edited_at``: when the live catalogue was last edited (a point lookup: ingest asks per batch)."""
+    return store.get_record(META_KIND, "clock") or {}

@@ -16,7 +16,7 @@ from constellate.embedding import Embedder
 from constellate.ingest import ingest_tickets
 from constellate.labels import slot_field
 from constellate.naming import Namer
-from constellate.recluster import recluster
+from constellate.pipeline import recluster
 from constellate.tickets import Ticket
 
 
@@ -52,6 +52,8 @@ def evaluate(
             ingest_tickets(tickets, store, embedder, chunk_size=local.upsert_batch_size)
             embed_seconds = time.perf_counter() - t0
             run = recluster(store, local, namer=namer)
+            if run["status"] != "succeeded":
+                raise ValueError(f"the run did not succeed: {run.get('error') or run.get('reason')}")
             slot = store.get_state()["slot"]
             key = slot_field(slot, "cluster_id")
             predicted: dict[str, int] = {}

@@ -1,18 +1,25 @@
 """Where a ticket's labels live: two slots of payload fields, one live, one being written by a run.
 
-A recluster writes its labels into the slot readers are not using, then flips the state's ``slot``
-in one write. A run that dies half-way therefore never shows readers a half-written labelling.
+A recluster writes its labels into the slot readers are not using — only where they differ from
+what that slot already holds — then flips the state's ``slot`` in one write, and afterwards copies
+the tickets it changed into the other slot so that the two agree again for the next run. A run that
+dies half-way therefore never shows readers a half-written labelling. Cluster names are not copied
+onto tickets: readers look them up in the live catalogue, so a rename touches no ticket.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from constellate.store.base import Condition, Filter, Match
 
 SLOTS = ("a", "b")
-LABEL_FIELDS = ("cluster_id", "cluster_name", "is_outlier", "outlier_score", "label_run", "assigned_by")
+LABEL_FIELDS = ("cluster_id", "is_outlier", "outlier_score", "label_run", "assigned_by")
 TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
+NOT_OUTLIER = "outlier_override"  # ticket payload field; "no" = a human said it is not an outlier
+RECLUSTER = "recluster"  # assigned_by of labels a run wrote
+INGEST = "ingest"  # assigned_by of nearest-centroid guesses made at ingest (and after a switch)
 
 
 def slot_field(slot: str, name: str) -> str:
@@ -25,16 +32,31 @@ def other_slot(slot: str | None) -> str:
     return "b" if slot == "a" else "a"
 
 
-def slot_payload(slot: str, values: dict[str, Any]) -> dict[str, Any]:
+def slot_payload(slot: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """Prefix label values for ``slot``."""
     return {slot_field(slot, k): v for k, v in values.items()}
 
 
-def ticket_view(payload: dict[str, Any], slot: str | None) -> dict[str, Any]:
-    """A ticket as readers see it: its fields plus the live slot's labels under plain names."""
+def both_slots(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The same label values for both slots."""
+    return {slot_field(s, k): v for s in SLOTS for k, v in values.items()}
+
+
+def slot_values(payload: Mapping[str, Any], slot: str) -> dict[str, Any]:
+    """The label values a payload holds in ``slot`` (plain names)."""
+    return {name: payload.get(slot_field(slot, name)) for name in LABEL_FIELDS}
+
+
+def ticket_view(
+    payload: Mapping[str, Any], slot: str | None, names: Mapping[int, str] | None = None
+) -> dict[str, Any]:
+    """A ticket as readers see it: its fields plus the live slot's labels under plain names, and the
+    cluster's name from the live catalogue (``names``)."""
     view = {k: payload.get(k) for k in TICKET_FIELDS}
     for name in LABEL_FIELDS:
         view[name] = payload.get(slot_field(slot, name)) if slot else None
+    cid = view["cluster_id"]
+    view["cluster_name"] = (names or {}).get(cid) if isinstance(cid, int) else None
     return view
 
 

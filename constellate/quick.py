@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from constellate.clustering import OutlierScale, build_cluster_model
+from constellate.clustering import OutlierScale, build_cluster_model, cluster_all
 from constellate.config import Settings
 from constellate.embedding import Embedder
 from constellate.naming import KeyBERTNamer, Namer, make_name
@@ -47,7 +47,8 @@ def cluster_texts(
         embedder = embedder_for(settings)
     if vectors is None:
         vectors = embedder.embed(list(texts))
-    result = build_cluster_model(settings, len(texts)).fit(vectors)
+    sample = min(len(texts), settings.fit_sample_size)
+    result = cluster_all(build_cluster_model(settings, sample), vectors, sample, settings.seed)
     distance = 1.0 - result.similarity
     scale = OutlierScale.fit(distance, settings.outlier_share)
     scores = scale.score(distance)

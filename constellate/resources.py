@@ -9,6 +9,7 @@ from constellate.alerts import Notifier
 from constellate.config import Settings
 from constellate.embedding import Embedder
 from constellate.naming import Namer
+from constellate.optimizer import BackgroundOptimizer
 from constellate.store.base import VectorStore
 
 
@@ -30,6 +31,7 @@ class Resources:
         self._redis_url = redis_url
         self._redis: Any = None
         self._notifier: Notifier | None = None
+        self._optimizer: BackgroundOptimizer | None = None
         self._lock = threading.RLock()
 
     @property
@@ -58,6 +60,14 @@ class Resources:
 
                 self._namer = KeyBERTNamer(self.embedder, top_n=self.settings.name_keywords)
             return self._namer
+
+    @property
+    def optimizer(self) -> BackgroundOptimizer:
+        """The one background optimiser of this process's store (runs never start a second)."""
+        with self._lock:
+            if self._optimizer is None:
+                self._optimizer = BackgroundOptimizer(self.store)
+            return self._optimizer
 
     @property
     def notifier(self) -> Notifier | None:

@@ -14,7 +14,7 @@ from constellate.alerts import ALERT_KIND, WebhookNotifier, detect_alerts
 from constellate.config import Settings
 from constellate.embedding import normalize
 from constellate.naming import KeyBERTNamer
-from constellate.recluster import recluster
+from constellate.pipeline import recluster
 from constellate.store import edge_store
 from tests.topics import topic_data
 

@@ -7,12 +7,13 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from constellate.config import Settings
-from constellate.labels import label_filter, slot_field, ticket_view
+from constellate.labels import label_filter, slot_field
 from constellate.naming import KeyBERTNamer
-from constellate.recluster import recluster
+from constellate.pipeline import recluster
 from constellate.status import store_status
 from constellate.store import Filter, Match, edge_store
 from tests.topics import topic_data
+from tests.views import view
 
 
 @pytest.fixture
@@ -32,8 +33,7 @@ def filled(small_settings):
 
 
 def _labels(store, tickets) -> tuple[list[int], list[str]]:
-    slot = store.get_state()["slot"]
-    views = [ticket_view(store.get_ticket(t.id).payload, slot) for t in tickets]
+    views = [view(store, t.id) for t in tickets]
     return [v["cluster_id"] for v in views], [v["cluster_name"] for v in views]
 
 
@@ -55,7 +55,17 @@ def test_a_run_labels_every_ticket_and_writes_catalogue_and_record(
     assert len(refund["exemplars"]) == 5 and all(e.startswith("t0-") for e in refund["exemplars"])
     for key in ("silhouette", "davies_bouldin", "outlier_fraction", "seconds", "params", "events"):
         assert key in run
-    assert set(run["seconds"]) >= {"read", "reduce", "cluster", "name", "write", "total"}
+    assert set(run["seconds"]) >= {
+        "sample",
+        "fit",
+        "reduce",
+        "cluster",
+        "match",
+        "name",
+        "write",
+        "switch",
+        "total",
+    }
     status = store_status(store)
     assert status["clusters"] == 5 and status["current_run"] == run["run_id"]
     assert status["outliers"] == pytest.approx(300 * small_settings.outlier_share, abs=2)
@@ -168,7 +178,7 @@ def test_an_empty_store_is_skipped(small_settings) -> None:
         store.ensure_collections(32)
         run = recluster(store, small_settings)
         assert run["status"] == "skipped" and run["reason"] == "no tickets stored"
-        assert store.get_state() == {}
+        assert store.get_state().get("current_run") is None
     finally:
         store.close()
 
@@ -193,12 +203,11 @@ def test_tickets_stored_during_a_run_are_labelled_when_it_switches(filled, small
     store, tickets, _ = filled
     fresh, vectors, _ = topic_data(1, 10, seed=3, prefix="mid", start=2)
     run = recluster(_IngestsDuringRun(store, fresh, vectors), small_settings)
-    assert run["n_points"] == 300 and run["caught_up"] == 10
-    slot = store.get_state()["slot"]
-    expected = ticket_view(store.get_ticket(tickets[120].id).payload, slot)["cluster_id"]  # topic 2
+    assert run["n_points"] == 300 and run["relabelled"] == 10
+    expected = view(store, tickets[120].id)["cluster_id"]  # topic 2
     for t in fresh:
-        view = ticket_view(store.get_ticket(t.id).payload, slot)
-        assert view["cluster_id"] == expected and view["assigned_by"] == "ingest"
+        seen = view(store, t.id)
+        assert seen["cluster_id"] == expected and seen["assigned_by"] == "ingest"
 
 
 def test_labels_guessed_at_ingest_do_not_let_a_new_topic_take_an_old_id(filled, small_settings) -> None:
@@ -208,7 +217,7 @@ def test_labels_guessed_at_ingest_do_not_let_a_new_topic_take_an_old_id(filled, 
     recluster(store, small_settings)
     before, _ = _labels(store, tickets)
     fresh, vectors, _ = topic_data(1, 30, seed=5, prefix="new", start=6)
-    guessed = CentroidAssigner(store).label(vectors)  # all guessed into some old cluster
+    _, guessed = CentroidAssigner(store).label(vectors)  # all guessed into some old cluster
     store.upsert_tickets(fresh, vectors, guessed)
     run = recluster(store, small_settings)
     after, _ = _labels(store, tickets)

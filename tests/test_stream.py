@@ -10,12 +10,12 @@ import redis
 
 from constellate.assign import CentroidAssigner
 from constellate.config import Settings
-from constellate.labels import ticket_view
-from constellate.recluster import recluster
+from constellate.pipeline import recluster
 from constellate.store import edge_store
 from constellate.stream import DEAD_KEY, STREAM_KEY, ConsumerConfig, StreamConsumer, publish, stream_lag
 from constellate.tickets import Ticket
 from tests.topics import topic_data
+from tests.views import view
 
 
 @pytest.fixture
@@ -121,14 +121,15 @@ def test_new_tickets_are_labelled_at_once_against_the_live_clusters(client, stor
     assigner = CentroidAssigner(store)
     # a fresh ticket whose vector sits in topic 1 is labelled with topic 1's stable id at once
     fresh, fresh_vectors, _ = topic_data(1, 1, seed=7, prefix="fresh", start=1)
-    labels = assigner.label(fresh_vectors)
+    used, labels = assigner.label(fresh_vectors)
+    assert used == run["run_id"]
     store.upsert_tickets(fresh, fresh_vectors, labels)
     slot = store.get_state()["slot"]
-    view = ticket_view(store.get_ticket(fresh[0].id).payload, slot)
-    expected = ticket_view(store.get_ticket(tickets[40].id).payload, slot)["cluster_id"]
-    assert view["cluster_id"] == expected and view["assigned_by"] == "ingest"
-    assert view["label_run"] == run["run_id"]
-    assert 0.0 <= view["outlier_score"] <= 1.0 and view["is_outlier"] in (True, False)
+    seen = view(store, fresh[0].id)
+    expected = view(store, tickets[40].id)["cluster_id"]
+    assert seen["cluster_id"] == expected and seen["assigned_by"] == "ingest"
+    assert seen["label_run"] == run["run_id"] and seen["cluster_name"]
+    assert 0.0 <= seen["outlier_score"] <= 1.0 and seen["is_outlier"] in (True, False)
     other = "a" if slot == "b" else "b"
     assert store.get_ticket(fresh[0].id).payload[f"{other}_cluster_id"] == expected  # both slots
 
@@ -137,4 +138,4 @@ def test_before_any_run_tickets_are_stored_unlabelled(store, hash_embedder) -> N
     assigner = CentroidAssigner(store)
     store.ensure_collections(32)
     _, vectors, _ = topic_data(1, 3)
-    assert assigner.label(vectors) == [{}, {}, {}]
+    assert assigner.label(vectors) == (None, [{}, {}, {}])

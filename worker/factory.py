@@ -21,7 +21,7 @@ def make_celery(
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
     app = Celery("constellate", broker=redis_url, backend=redis_url)
-    longest_run = settings.recluster_max_seconds
+    longest_task = settings.recluster_max_seconds  # a task unacknowledged this long is redelivered
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -30,10 +30,10 @@ def make_celery(
         result_expires=7 * 24 * 3600,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            "visibility_timeout": longest_run + 600,
+            "visibility_timeout": longest_task,
             "unacked_restore_throttle": 1,
         },
-        result_backend_transport_options={"visibility_timeout": longest_run + 600},
+        result_backend_transport_options={"visibility_timeout": longest_task},
         beat_schedule={
             "recluster-when-new-tickets": {
                 "task": MAYBE_RECLUSTER_TASK,

@@ -8,9 +8,9 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError, validation_details
-from api.schemas import MergeIn, RenameIn, SplitIn
+from api.schemas import LimitQuery, MergeIn, RenameIn, SplitIn
 from api.services import services
-from api.views import json_body
+from api.views import json_body, parse_query
 from constellate import edits
 
 bp = Blueprint("edits", __name__)
@@ -52,5 +52,6 @@ def not_outlier(ticket_id: str) -> Any:
 
 @bp.get("/edits")
 def list_edits() -> Any:
-    """Every human edit, newest first."""
-    return jsonify({"edits": edits.list_edits(services().store)})
+    """Human edits, newest first (the newest ``limit``)."""
+    query = parse_query(LimitQuery)
+    return jsonify({"edits": edits.list_edits(services().store, limit=query.limit)})

@@ -10,9 +10,8 @@ from flask import Blueprint, jsonify, send_from_directory
 from api.schemas import LimitQuery, MapQuery
 from api.services import services
 from api.views import parse_query
+from constellate import catalogue
 from constellate.alerts import ALERT_KIND
-from constellate.labels import slot_field, ticket_view
-from constellate.store import Filter, IsEmpty
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -34,38 +33,13 @@ def static_file(name: str) -> Any:
 def map_points() -> Any:
     """Tickets the current run placed on the map (a seeded sample), with their cluster and outlier flag."""
     query = parse_query(MapQuery)
-    store = services().store
-    state = store.get_state()
-    slot = state.get("slot")
-    if slot is None:
-        return jsonify({"run_id": None, "total": 0, "points": []})
-    placed = Filter(must_not=(IsEmpty(slot_field(slot, "map_x")),))
-    fields = [
-        "ticket_id",
-        "text",
-        *(slot_field(slot, f) for f in ("cluster_id", "is_outlier", "map_x", "map_y")),
+    svc = services()
+    live = svc.live()
+    total, rows = catalogue.map_points(svc.store, live, query.limit)
+    points = [
+        {k: r.get(k) for k in ("ticket_id", "x", "y", "cluster_id", "is_outlier", "text")} for r in rows
     ]
-    points: list[dict[str, Any]] = []
-    offset = None
-    while len(points) < query.limit:
-        records, offset = store.scroll_tickets(
-            placed, limit=min(1024, query.limit - len(points)), offset=offset, fields=fields
-        )
-        for r in records:
-            view = ticket_view(r.payload, slot)
-            points.append(
-                {
-                    "ticket_id": view["ticket_id"],
-                    "x": r.payload[slot_field(slot, "map_x")],
-                    "y": r.payload[slot_field(slot, "map_y")],
-                    "cluster_id": view["cluster_id"],
-                    "is_outlier": view["is_outlier"],
-                    "text": str(view["text"])[:300],
-                }
-            )
-        if offset is None or not records:
-            break
-    return jsonify({"run_id": state.get("current_run"), "total": store.count(placed), "points": points})
+    return jsonify({"run_id": live.run_id, "total": total, "points": points})
 
 
 @bp.get("/alerts")

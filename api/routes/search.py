@@ -20,30 +20,27 @@ def search() -> Any:
     """Rank tickets by similarity to ``q``; every hit honours ``cluster_id``/``cluster_name``."""
     query = parse_query(SearchQuery)
     svc = services()
-    state = svc.store.get_state()
-    run, slot = state.get("current_run"), state.get("slot")
+    live = svc.live()
     cluster_id = query.cluster_id
     if query.cluster_name is not None:
         wanted = query.cluster_name.strip().lower()
-        matches = [
-            int(r.payload["cluster_id"])
-            for r in svc.store.list_clusters(run)
-            if str(r.payload.get("name", "")).lower() == wanted
-        ]
+        matches = sorted(cid for cid, name in live.names.items() if name.lower() == wanted)
         if not matches:
             raise ApiError(404, f"no cluster named {query.cluster_name!r}")
         if cluster_id is not None and cluster_id not in matches:
             raise ApiError(400, "cluster_id and cluster_name name different clusters")
         cluster_id = matches[0]
-    if cluster_id is not None and svc.store.get_cluster(run, cluster_id) is None:
+    if cluster_id is not None and cluster_id not in live.names:
         raise ApiError(404, f"no cluster {cluster_id} in the current run")
-    flt = label_filter(slot, cluster_id=cluster_id, is_outlier=None if query.include_outliers else False)
+    flt = label_filter(live.slot, cluster_id=cluster_id, is_outlier=None if query.include_outliers else False)
     vector = svc.embedder.embed([query.q])[0]
     hits = svc.store.search(vector, limit=query.limit, filter=flt)
     return jsonify(
         {
             "query": query.q,
             "cluster_id": cluster_id,
-            "hits": [{**ticket_out(h.payload, slot), "score": round(float(h.score or 0.0), 4)} for h in hits],
+            "hits": [
+                {**ticket_out(live.view(h.payload)), "score": round(float(h.score or 0.0), 4)} for h in hits
+            ],
         }
     )

@@ -77,4 +77,4 @@ def get_ticket(ticket_id: str) -> Any:
     record = svc.store.get_ticket(ticket_id)
     if record is None:
         raise ApiError(404, f"no ticket {ticket_id!r} (it may still be queued for ingestion)")
-    return jsonify(ticket_out(record.payload, svc.store.get_state().get("slot")))
+    return jsonify(ticket_out(svc.live().view(record.payload)))

@@ -11,7 +11,7 @@ from constellate.clustering.cluster import (
     KMeansClusterer,
     default_min_cluster_size,
 )
-from constellate.clustering.model import ClusterModel, ClusterResult
+from constellate.clustering.model import ClusterModel, ClusterResult, Fit, cluster_all
 from constellate.clustering.outliers import OutlierScale, nearest_centroid
 from constellate.clustering.reduce import NoReduction, PCAReducer, Reducer, UMAPReducer
 
@@ -23,6 +23,7 @@ __all__ = [
     "ClusterResult",
     "Clusterer",
     "DBSCANClusterer",
+    "Fit",
     "HDBSCANClusterer",
     "KMeansClusterer",
     "NoReduction",
@@ -31,17 +32,18 @@ __all__ = [
     "Reducer",
     "UMAPReducer",
     "build_cluster_model",
+    "cluster_all",
     "default_min_cluster_size",
     "nearest_centroid",
 ]
 
 
 def build_cluster_model(settings: Settings, n: int) -> ClusterModel:
-    """Pick the stages for ``n`` tickets.
+    """Pick the stages for a fit sample of ``n`` tickets.
 
-    Default (``algorithm=hdbscan``, ``reduction=auto``): fit on at most ``fit_sample_size`` tickets,
-    UMAP-10 (PCA-50 below ``umap_min_points``), HDBSCAN with ``min_cluster_size`` = √fit/2. KMeans
-    and MiniBatchKMeans with a given k, and DBSCAN, cluster the raw vectors unless told otherwise.
+    Default (``algorithm=hdbscan``, ``reduction=auto``): UMAP-10 (PCA-50 below ``umap_min_points``),
+    HDBSCAN with ``min_cluster_size`` = √n/2. KMeans and MiniBatchKMeans with a given k, and DBSCAN,
+    cluster the raw vectors unless told otherwise.
     """
     fit_size = min(n, settings.fit_sample_size)
     clusterer: Clusterer
@@ -70,4 +72,4 @@ def build_cluster_model(settings: Settings, n: int) -> ClusterModel:
         reducer = PCAReducer(seed=settings.seed)
     else:
         reducer = NoReduction()
-    return ClusterModel(reducer, clusterer, fit_sample_size=settings.fit_sample_size, seed=settings.seed)
+    return ClusterModel(reducer, clusterer)

@@ -1,4 +1,4 @@
-"""The clustering stage as one object: sample -> reduce -> cluster -> centroids -> full labelling."""
+"""The clustering stage as one object: reduce -> cluster -> raw-space centroids, on a fit sample."""
 
 from __future__ import annotations
 
@@ -14,13 +14,28 @@ from constellate.embedding import normalize
 
 
 @dataclass
-class ClusterResult:
-    """A full labelling of every vector.
+class Fit:
+    """A clustering of the fit sample.
 
-    ``labels`` are 0..K-1 ordered by cluster size (largest first); density-noise tickets get their
-    nearest cluster and are marked in ``noise``. ``similarity`` is each vector's cosine similarity to
-    its cluster's centroid.
+    ``labels`` are 0..K-1 ordered by cluster size (largest first); density-noise rows get their
+    nearest cluster and are marked in ``noise``. ``centroids`` are unit-norm means in the original
+    embedding space, so any ticket can be assigned to its nearest one.
     """
+
+    labels: np.ndarray
+    centroids: np.ndarray
+    noise: np.ndarray
+    params: dict[str, object] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+
+@dataclass
+class ClusterResult:
+    """A full labelling of every vector (the in-memory path: notebooks and tests)."""
 
     labels: np.ndarray
     centroids: np.ndarray
@@ -35,60 +50,56 @@ class ClusterResult:
 
 
 class ClusterModel:
-    """Fits on at most ``fit_sample_size`` vectors (seeded sample), then labels all by nearest centroid.
+    """Reduce then cluster the vectors it is given; the caller chooses the fit sample."""
 
-    Fitting on a sample keeps the cost flat beyond the sample size (UMAP and HDBSCAN grow faster than
-    linearly); assigning the rest to the nearest raw-space centroid was 0.96 accurate in DESIGN.md.
-    """
-
-    def __init__(self, reducer: Reducer, clusterer: Clusterer, fit_sample_size: int = 20_000, seed: int = 42):
+    def __init__(self, reducer: Reducer, clusterer: Clusterer) -> None:
         self.reducer = reducer
         self.clusterer = clusterer
-        self.fit_sample_size = fit_sample_size
-        self.seed = seed
 
-    def fit(self, vectors: np.ndarray) -> ClusterResult:
-        """Cluster ``vectors`` (unit-norm rows) and label every one of them."""
+    def fit(self, vectors: np.ndarray) -> Fit:
+        """Cluster ``vectors`` (unit-norm rows, the fit sample)."""
         n = vectors.shape[0]
         if n == 0:
             raise ValueError("nothing to cluster")
         seconds: dict[str, float] = {}
-        rng = np.random.default_rng(self.seed)
-        sample = (
-            np.sort(rng.choice(n, self.fit_sample_size, replace=False)) if n > self.fit_sample_size else None
-        )
-        fit_vectors = vectors if sample is None else vectors[sample]
-
         t0 = time.perf_counter()
-        reduced = self.reducer.fit_transform(fit_vectors) if fit_vectors.shape[0] > 2 else fit_vectors
+        reduced = self.reducer.fit_transform(vectors) if n > 2 else vectors
         seconds["reduce"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        raw = self.clusterer.fit_predict(reduced) if fit_vectors.shape[0] > 2 else np.zeros(n, dtype=np.int64)
+        raw = self.clusterer.fit_predict(reduced) if n > 2 else np.zeros(n, dtype=np.int64)
         seconds["cluster"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        fit_labels = _relabel_by_size(raw)
-        k = int(fit_labels.max()) + 1 if (fit_labels >= 0).any() else 0
+        labels = _relabel_by_size(raw)
+        k = int(labels.max()) + 1 if (labels >= 0).any() else 0
         if k == 0:  # everything was noise: one cluster holding all
-            fit_labels = np.zeros_like(fit_labels)
+            labels = np.zeros_like(labels)
             k = 1
-        centroids = normalize(np.stack([fit_vectors[fit_labels == c].mean(axis=0) for c in range(k)]))
-        labels, _ = nearest_centroid(vectors, centroids)
-        noise = np.zeros(n, dtype=bool)
-        fit_index = np.arange(n) if sample is None else sample
-        kept = fit_labels >= 0
-        labels[fit_index[kept]] = fit_labels[kept]
-        noise[fit_index[~kept]] = True
-        similarity = np.einsum("ij,ij->i", vectors, centroids[labels]).astype(np.float32)
-        seconds["assign"] = time.perf_counter() - t0
-
+        noise = labels < 0
+        centroids = normalize(np.stack([vectors[labels == c].mean(axis=0) for c in range(k)]))
+        if noise.any():
+            labels[noise], _ = nearest_centroid(vectors[noise], centroids)
         params: dict[str, object] = {
             "reduction": self.reducer.name,
             "algorithm": self.clusterer.name,
-            "fit_size": int(fit_vectors.shape[0]),
+            "fit_size": n,
             **self.clusterer.params(),
         }
-        return ClusterResult(labels, centroids, similarity, noise, params, seconds)
+        return Fit(labels, centroids, noise, params, seconds)
+
+
+def cluster_all(model: ClusterModel, vectors: np.ndarray, sample_size: int, seed: int = 42) -> ClusterResult:
+    """Fit ``model`` on a seeded sample of at most ``sample_size`` rows and label every row: sample
+    rows keep their fit label, the others go to their nearest centroid."""
+    n = vectors.shape[0]
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, sample_size, replace=False)) if n > sample_size else np.arange(n)
+    fit = model.fit(vectors[rows])
+    labels, _ = nearest_centroid(vectors, fit.centroids)
+    labels[rows] = fit.labels
+    noise = np.zeros(n, dtype=bool)
+    noise[rows] = fit.noise
+    similarity = np.einsum("ij,ij->i", vectors, fit.centroids[labels]).astype(np.float32)
+    return ClusterResult(labels, fit.centroids, similarity, noise, fit.params, fit.seconds)
 
 
 def _relabel_by_size(raw: np.ndarray) -> np.ndarray:

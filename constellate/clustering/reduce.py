@@ -57,6 +57,9 @@ class UMAPReducer:
     def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
         import umap
 
+        from constellate.warmup import enable_kernel_cache
+
+        enable_kernel_cache()  # compiled once per machine, not per process
         n = vectors.shape[0]
         reducer = umap.UMAP(
             n_components=min(self.n_components, max(2, n - 2)),

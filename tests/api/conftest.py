@@ -7,7 +7,7 @@ import pytest
 from api import create_app
 from constellate.config import Settings
 from constellate.naming import KeyBERTNamer
-from constellate.recluster import recluster
+from constellate.pipeline import recluster
 from constellate.store import edge_store
 from tests.topics import topic_data
 

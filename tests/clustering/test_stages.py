@@ -16,6 +16,7 @@ from constellate.clustering import (
     OutlierScale,
     PCAReducer,
     build_cluster_model,
+    cluster_all,
     default_min_cluster_size,
     nearest_centroid,
 )
@@ -72,7 +73,7 @@ def test_labels_are_ordered_by_size_and_noise_is_reassigned() -> None:
 
 def test_fit_on_a_sample_labels_everything(blobs) -> None:
     x, y = blobs
-    result = ClusterModel(PCAReducer(8), HDBSCANClusterer(), fit_sample_size=300).fit(x)
+    result = cluster_all(ClusterModel(PCAReducer(8), HDBSCANClusterer()), x, sample_size=300)
     assert result.params["fit_size"] == 300
     assert len(result.labels) == len(x)
     assert adjusted_rand_score(y, result.labels) > 0.9
@@ -89,7 +90,7 @@ def test_resolver_picks_stages_by_size_and_setting() -> None:
     small = build_cluster_model(Settings(), 300)
     big = build_cluster_model(Settings(), 50_000)
     assert (small.reducer.name, small.clusterer.name) == ("pca", "hdbscan")
-    assert (big.reducer.name, big.clusterer.name, big.fit_sample_size) == ("umap", "hdbscan", 20_000)
+    assert (big.reducer.name, big.clusterer.name) == ("umap", "hdbscan")
     assert build_cluster_model(Settings(algorithm="kmeans", n_clusters=5), 1000).reducer.name == "none"
     assert build_cluster_model(Settings(algorithm="dbscan"), 1000).clusterer.name == "dbscan"
     assert (

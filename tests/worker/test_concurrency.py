@@ -13,7 +13,7 @@ from constellate.config import Settings
 from constellate.ingest import ingest_tickets
 from constellate.labels import slot_field
 from constellate.naming import KeyBERTNamer
-from constellate.recluster import recluster
+from constellate.pipeline import recluster
 from constellate.store import edge_store
 from constellate.store.base import Filter, IsEmpty, Match
 from tests.topics import topic_data

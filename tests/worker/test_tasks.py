@@ -30,7 +30,7 @@ def test_make_celery_sets_reliable_delivery(app_and_store) -> None:
     app, _, settings = app_and_store
     conf = app.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
-    assert conf.broker_transport_options["visibility_timeout"] > settings.recluster_max_seconds
+    assert conf.broker_transport_options["visibility_timeout"] == settings.recluster_max_seconds
     assert conf.broker_transport_options["unacked_restore_throttle"] == 1
     assert conf.beat_schedule["recluster-when-new-tickets"]["task"] == MAYBE_RECLUSTER_TASK
 

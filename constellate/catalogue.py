@@ -1,0 +1,145 @@
+"""What readers ask of the live run, each bounded by its answer: names, clusters, outliers, the map.
+
+Cluster names live in the catalogue, not on tickets (a rename touches no ticket), so every reader
+resolves them here; :class:`NameCache` keeps one process's copy, reloaded when the run or an edit
+changes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from constellate.edits import edits_for, edits_meta, list_edits
+from constellate.labels import label_filter, slot_field, ticket_view
+from constellate.store.base import DateRange, Filter, VectorStore
+
+
+@dataclass
+class Live:
+    """The live run as one reader sees it."""
+
+    state: dict[str, Any]
+    names: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.state.get("current_run")
+
+    @property
+    def slot(self) -> str | None:
+        return self.state.get("slot")
+
+    def view(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A stored ticket as readers see it."""
+        return ticket_view(payload, self.slot, self.names)
+
+
+class NameCache:
+    """Cluster names of the live run, reloaded when the run switches or a human edits the catalogue."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, Any] | None = None
+        self._names: dict[int, str] = {}
+
+    def live(self, store: VectorStore) -> Live:
+        """The state and the live names (two point reads when nothing changed)."""
+        state = store.get_state()
+        key = (state.get("current_run"), edits_meta(store).get("edited_at"))
+        with self._lock:
+            if key != self._key:
+                records = store.list_clusters(key[0])
+                self._names = {int(r.payload["cluster_id"]): str(r.payload.get("name", "")) for r in records}
+                self._key = key
+            return Live(state, self._names)
+
+
+def growth(store: VectorStore, slot: str | None, days: float) -> dict[int, int]:
+    """Tickets created in the last ``days`` per live cluster (one facet call on indexed fields)."""
+    if slot is None:
+        return {}
+    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    flt = Filter(must=(DateRange("created_at", gte=since),))
+    return {int(k): v for k, v in store.facet(slot_field(slot, "cluster_id"), flt).items()}
+
+
+def histories(store: VectorStore, limit: int = 12) -> dict[int, list[int]]:
+    """Each cluster's size at the last successful runs, oldest first (the catalogue's sparkline)."""
+    runs = [r for r in store.list_runs(limit=limit * 2) if r.get("status") == "succeeded"][:limit]
+    out: dict[int, list[int]] = {}
+    for run in reversed(runs):
+        for cid, size in (run.get("sizes") or {}).items():
+            out.setdefault(int(cid), []).append(int(size))
+    return out
+
+
+def cluster_summaries(store: VectorStore, live: Live) -> list[dict[str, Any]]:
+    """The live catalogue, largest first, with growth and size history."""
+    day, week = growth(store, live.slot, 1), growth(store, live.slot, 7)
+    history = histories(store)
+    records = store.list_clusters(live.run_id)
+    return sorted((_summary(r.payload, day, week, history) for r in records), key=lambda c: -c["size"])
+
+
+def cluster_detail(store: VectorStore, live: Live, cluster_id: int) -> dict[str, Any] | None:
+    """One live cluster with exemplar tickets and lineage (run events and human edits)."""
+    record = store.get_cluster(live.run_id, cluster_id)
+    if record is None:
+        return None
+    payload = record.payload
+    exemplars = [store.get_ticket(t) for t in payload.get("exemplars", [])]
+    lineage = []
+    for run in reversed(store.list_runs(limit=50)):
+        for event in run.get("events", []):
+            if cluster_id in (event.get("cluster_id"), event.get("from"), event.get("into")):
+                lineage.append({"run_id": run["run_id"], "at": run.get("finished_at"), **event})
+    for edit in reversed(edits_for(list_edits(store), cluster_id)):
+        lineage.append({"event": f"edit:{edit['type']}", "at": edit["created_at"], **edit})
+    lineage.sort(key=lambda e: str(e.get("at") or ""))
+    day, week = growth(store, live.slot, 1), growth(store, live.slot, 7)
+    return {
+        **_summary(payload, day, week, histories(store)),
+        "exemplars": [live.view(r.payload) for r in exemplars if r is not None],
+        "parents": payload.get("parents", []),
+        "born_run": payload.get("born_run"),
+        "lineage": lineage,
+    }
+
+
+def top_outliers(store: VectorStore, live: Live, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` live outliers with the highest scores (ordered and limited by the engine)."""
+    if live.slot is None:
+        return []
+    records, _ = store.scroll_tickets(
+        label_filter(live.slot, is_outlier=True),
+        limit=limit,
+        order_by="-" + slot_field(live.slot, "outlier_score"),
+    )
+    return [live.view(r.payload) for r in records]
+
+
+def map_points(store: VectorStore, live: Live, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """The live run's map sample (its own small collection): total placed, and up to ``limit`` points."""
+    if live.run_id is None:
+        return 0, []
+    run = store.get_run(live.run_id) or {}
+    return int(run.get("map_points", 0)), store.list_map(live.run_id, limit)
+
+
+def _summary(
+    payload: dict[str, Any], day: dict[int, int], week: dict[int, int], history: dict[int, list[int]]
+) -> dict[str, Any]:
+    cid = int(payload["cluster_id"])
+    return {
+        "cluster_id": cid,
+        "name": payload.get("name", ""),
+        "keywords": payload.get("keywords", []),
+        "size": int(payload.get("size", 0)),
+        "pinned": bool(payload.get("pinned", False)),
+        "growth_24h": day.get(cid, 0),
+        "growth_7d": week.get(cid, 0),
+        "history": history.get(cid, []),
+    }

@@ -1,0 +1,218 @@
+"""Assign + write stage: one pass over (a range of) the store, page by page, writing only what changed.
+
+For each page: nearest final centroid (sample tickets keep their fit label, tickets a human split
+off keep their cluster), the outlier score on the run's scale, and a comparison with what the
+run's target slot already holds. A ticket is written only if its cluster differs, its outlier flag
+flips, its score moved more than the tolerance, or no run has labelled it in that slot. The pass
+holds one page, the plan and a few per-cluster counters — never the whole matrix.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from constellate.labels import NOT_OUTLIER, RECLUSTER, SLOTS, other_slot, slot_field, slot_payload
+from constellate.pipeline.plan import Plan
+from constellate.run_lock import Lease
+from constellate.store.base import VectorStore
+
+OUTLIER_RESERVOIR = 5000  # outlier point ids kept (uniformly) for the outlier-group alert
+
+
+def id_ranges(parts: int) -> list[tuple[str | None, str | None]]:
+    """Split the point-id space into ``parts`` contiguous ranges (``start <= id < stop``; None = open).
+
+    Point ids are UUIDv5 hashes, so each range holds about the same number of tickets.
+    """
+    bounds = [str(uuid.UUID(int=(i << 128) // parts)) for i in range(1, parts)]
+    starts: list[str | None] = [None, *bounds]
+    stops: list[str | None] = [*bounds, None]
+    return list(zip(starts, stops, strict=True))
+
+
+@dataclass
+class PartResult:
+    """What one pass (or part of one) counted and wrote."""
+
+    n: int = 0
+    written: int = 0
+    outliers: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)
+    outlier_ids: list[str] = field(default_factory=list)
+    seen_outliers: int = 0  # outliers offered to the reservoir
+
+    def merge(self, other: PartResult, seed: int = 0) -> PartResult:
+        """Combine two parts' counts (reservoirs are joined and thinned back to the cap)."""
+        sizes = dict(self.sizes)
+        for cid, count in other.sizes.items():
+            sizes[cid] = sizes.get(cid, 0) + count
+        ids = self.outlier_ids + other.outlier_ids
+        if len(ids) > OUTLIER_RESERVOIR:
+            ids = sorted(np.random.default_rng(seed).choice(ids, OUTLIER_RESERVOIR, replace=False).tolist())
+        return PartResult(
+            self.n + other.n,
+            self.written + other.written,
+            self.outliers + other.outliers,
+            sizes,
+            ids,
+            self.seen_outliers + other.seen_outliers,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "written": self.written,
+            "outliers": self.outliers,
+            "sizes": {str(k): v for k, v in self.sizes.items()},
+            "outlier_ids": self.outlier_ids,
+            "seen_outliers": self.seen_outliers,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PartResult:
+        return cls(
+            int(data["n"]),
+            int(data["written"]),
+            int(data["outliers"]),
+            {int(k): int(v) for k, v in data["sizes"].items()},
+            list(data["outlier_ids"]),
+            int(data.get("seen_outliers", 0)),
+        )
+
+
+def label_range(
+    store: VectorStore,
+    plan: Plan,
+    lease: Lease,
+    page_size: int = 2048,
+    start: str | None = None,
+    stop: str | None = None,
+    seed: int = 0,
+) -> PartResult:
+    """Label every ticket with ``start <= point id < stop`` into the plan's target slot."""
+    target = plan.target
+    keys = {
+        name: slot_field(target, name)
+        for name in ("cluster_id", "is_outlier", "outlier_score", "assigned_by", "label_run")
+    }
+    failed = set(plan.failed_runs)
+    fields = [*keys.values(), NOT_OUTLIER]
+    regular = np.flatnonzero(plan.regular)
+    regular_centroids = plan.centroids[regular]
+    ids = np.asarray(plan.cluster_ids, dtype=np.int64)
+    row = plan.row_of()
+    counts = np.zeros(len(ids), dtype=np.int64)
+    result = PartResult()
+    rng = np.random.default_rng(seed)
+    slots = SLOTS if plan.first_run else (target,)
+    for page in store.iter_vectors(page_size=page_size, fields=fields, start=start, stop=stop):
+        n = len(page.ids)
+        rows = regular[np.argmax(page.vectors @ regular_centroids.T, axis=1)]
+        for i, pid in enumerate(page.ids):  # bounded maps: sample tickets and human splits
+            fixed = plan.sample_labels.get(pid, plan.overrides.get(pid))
+            if fixed is not None:
+                rows[i] = row[fixed]
+        similarity = np.einsum("ij,ij->i", page.vectors, plan.centroids[rows])
+        scores = np.round(plan.scale.score(1.0 - similarity), 4)
+        cleared = np.fromiter((p.get(NOT_OUTLIER) == "no" for p in page.payloads), dtype=bool, count=n)
+        flags = plan.scale.is_outlier(scores) & ~cleared
+        new_ids = ids[rows]
+        old_ids = np.fromiter(
+            (_int(p.get(keys["cluster_id"])) for p in page.payloads), dtype=np.int64, count=n
+        )
+        old_flags = [p.get(keys["is_outlier"]) for p in page.payloads]
+        old_scores = np.fromiter(
+            (_float(p.get(keys["outlier_score"])) for p in page.payloads), dtype=np.float64, count=n
+        )
+        # a label a failed run wrote is rewritten even if equal, so it names a run that switched
+        by_run = np.fromiter(
+            (
+                p.get(keys["assigned_by"]) == RECLUSTER and p.get(keys["label_run"]) not in failed
+                for p in page.payloads
+            ),
+            dtype=bool,
+            count=n,
+        )
+        flips = np.fromiter(
+            (old is not bool(f) for old, f in zip(old_flags, flags, strict=True)), dtype=bool, count=n
+        )
+        changed = (old_ids != new_ids) | flips | ~(np.abs(old_scores - scores) <= plan.tolerance) | ~by_run
+        writes = [
+            (
+                page.ids[i],
+                {
+                    k: v
+                    for slot in slots
+                    for k, v in slot_payload(
+                        slot,
+                        {
+                            "cluster_id": int(new_ids[i]),
+                            "is_outlier": bool(flags[i]),
+                            "outlier_score": float(scores[i]),
+                            "assigned_by": RECLUSTER,
+                            "label_run": plan.run_id,
+                        },
+                    ).items()
+                },
+            )
+            for i in np.flatnonzero(changed)
+        ]
+        if writes:
+            lease.check()  # never write for a run that no longer owns the lock
+            store.set_payloads(writes)
+        counts += np.bincount(rows, minlength=len(ids))
+        result.n += n
+        result.written += len(writes)
+        result.outliers += int(flags.sum())
+        for i in np.flatnonzero(flags):  # reservoir sampling (Algorithm R) of outlier point ids
+            result.seen_outliers += 1
+            if len(result.outlier_ids) < OUTLIER_RESERVOIR:
+                result.outlier_ids.append(page.ids[i])
+            else:
+                j = int(rng.integers(result.seen_outliers))
+                if j < OUTLIER_RESERVOIR:
+                    result.outlier_ids[j] = page.ids[i]
+    result.sizes = {int(cid): int(c) for cid, c in zip(ids, counts, strict=True) if c}
+    return result
+
+
+def copy_to_other_slot(store: VectorStore, plan: Plan, page_size: int = 2048) -> int:
+    """After the switch: copy the labels this run changed into the other slot, so the next run's
+    target already holds them and its diff is against the labelling readers see."""
+    from constellate.store.base import Filter, Match
+
+    source, dest = plan.target, other_slot(plan.target)
+    names = ("cluster_id", "is_outlier", "outlier_score", "assigned_by", "label_run")
+    flt = Filter(
+        must=(
+            Match(slot_field(source, "label_run"), plan.run_id),
+            Match(slot_field(source, "assigned_by"), RECLUSTER),
+        )
+    )
+    copied = 0
+    offset: str | None = None
+    while True:
+        records, offset = store.scroll_tickets(
+            flt, limit=page_size, offset=offset, fields=[slot_field(source, n) for n in names]
+        )
+        store.set_payloads(
+            [
+                (r.id, {slot_field(dest, n): r.payload.get(slot_field(source, n)) for n in names})
+                for r in records
+            ]
+        )
+        copied += len(records)
+        if offset is None or not records:
+            return copied
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan

@@ -1,0 +1,91 @@
+"""Name stage: keywords and a name per final cluster from the sample's texts; pins, renames and drift.
+
+Naming reads only the fit sample (at most ``NAMING_DOCS`` member texts per cluster), so its cost does
+not grow with the history. Sizes are filled in after the labelling pass has counted every ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from constellate.naming import Namer, keyword_overlap, make_name
+from constellate.pipeline.plan import Plan
+from constellate.pipeline.sample import Sample
+
+NAMING_DOCS = 200  # member texts per cluster fed to c-TF-IDF
+
+
+def name_clusters(
+    plan: Plan,
+    sample: Sample,
+    previous: Mapping[int, dict[str, Any]],
+    renames: Mapping[int, tuple[str, bool]],
+    namer: Namer | None,
+    name_keywords: int,
+    name_drift: float,
+    exemplars: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Catalogue entries (no ``size`` yet): keywords, name (kept, drifted, pinned or renamed),
+    exemplar ticket ids nearest the centroid, parents, born/updated run."""
+    rng = np.random.default_rng(seed)
+    k = len(plan.cluster_ids)
+    row = plan.row_of()
+    labels = np.array([row[plan.sample_labels[pid]] for pid in sample.ids], dtype=np.int64)
+    similarity = np.einsum("ij,ij->i", sample.vectors, plan.centroids[labels]) if len(sample) else np.zeros(0)
+    members = [np.flatnonzero(labels == c) for c in range(k)]
+    docs = []
+    for m in members:
+        rows = m if len(m) <= NAMING_DOCS else np.sort(rng.choice(m, NAMING_DOCS, replace=False))
+        docs.append([sample.texts[i] for i in rows])
+    keywords = namer.keywords(docs, plan.centroids) if namer is not None else [[] for _ in range(k)]
+
+    continued = {e["cluster_id"] for e in plan.lineage_events if e["event"] == "continued"}
+    run_id = plan.run_id
+    taken: set[str] = set()
+    # Keep names first (renamed, pinned, then undrifted continued clusters) so new names avoid them.
+    order = sorted(
+        range(k), key=lambda c: (plan.cluster_ids[c] not in renames, plan.cluster_ids[c] not in continued, c)
+    )
+    drafts: dict[int, dict[str, Any]] = {}
+    for c in order:
+        cid = plan.cluster_ids[c]
+        prev = previous.get(cid) if cid in continued else None
+        kws = keywords[c][:name_keywords]
+        if cid in renames:
+            name, pinned = renames[cid]
+            name_kws = (prev or {}).get("name_keywords", kws)
+        elif prev and prev.get("pinned"):
+            name, name_kws, pinned = prev["name"], prev.get("name_keywords", kws), True
+        elif prev and keyword_overlap(prev.get("name_keywords", []), kws) >= name_drift:
+            name, name_kws, pinned = prev["name"], prev.get("name_keywords", kws), False
+        else:
+            name, name_kws, pinned = None, kws, False
+        if name is not None:
+            taken.add(name)
+        drafts[c] = {"name": name, "name_keywords": name_kws, "pinned": pinned, "keywords": kws}
+    for c in order:
+        if drafts[c]["name"] is None:
+            drafts[c]["name"] = make_name(drafts[c]["keywords"], taken)
+    entries = []
+    for c in range(k):
+        cid = plan.cluster_ids[c]
+        prev = previous.get(cid)
+        m = members[c]
+        nearest = [sample.ticket_ids[i] for i in m[np.argsort(-similarity[m])[:exemplars]]]
+        entries.append(
+            {
+                "cluster_id": cid,
+                **drafts[c],
+                "exemplars": nearest,
+                "parents": plan.parents[c],
+                "born_run": (prev or {}).get("born_run", run_id)
+                if cid in continued or cid in previous
+                else run_id,
+                "updated_run": run_id,
+            }
+        )
+    return entries

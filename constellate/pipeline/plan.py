@@ -1,0 +1,174 @@
+"""Match-ids stage: the fit's clusters matched to the live ones, human edits replayed -> a :class:`Plan`.
+
+The plan is everything the labelling pass needs to label any ticket without seeing the others: the
+final clusters' stable ids and centroids, which of them take tickets by nearest centroid, the
+tickets humans put somewhere by hand, the sample's own fit labels and the outlier scale. It is
+small (K centroids and two bounded maps), so it can travel to other workers as bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from constellate.clustering import Fit, OutlierScale
+from constellate.edits import EditEffect, replay_edits
+from constellate.embedding import normalize
+from constellate.identity import Lineage, match_clusters
+from constellate.pipeline.sample import Sample
+from constellate.store.base import VectorStore
+
+
+@dataclass
+class Plan:
+    """One run's labelling, decided before any ticket is written."""
+
+    run_id: str
+    target: str  # the label slot this run writes
+    first_run: bool  # no run has switched yet: readers use no slot, so both slots are written at once
+    claimed_version: int  # the state version this run's claim wrote (the switch is conditional on it)
+    cluster_ids: list[int]  # final stable ids, index = cluster row
+    centroids: np.ndarray  # (K, d) unit-norm
+    regular: (
+        np.ndarray
+    )  # (K,) bool: takes tickets by nearest centroid (False: only tickets put there by hand)
+    overrides: dict[str, int]  # point id -> stable id, from human splits
+    sample_labels: dict[str, int]  # sample point id -> stable id (its fit label, after edits)
+    scale: OutlierScale
+    tolerance: float
+    lineage_events: list[dict[str, Any]] = field(default_factory=list)
+    parents: list[list[int]] = field(default_factory=list)
+    next_id: int = 0
+    edit_ids: list[str] = field(default_factory=list)  # the edits this run replayed
+    failed_runs: list[str] = field(default_factory=list)  # recent runs that never switched
+    record: dict[str, Any] = field(default_factory=dict)  # the run record so far
+    catalogue: list[dict[str, Any]] = field(default_factory=list)  # entries without sizes
+
+    def row_of(self) -> dict[int, int]:
+        """Cluster row by stable id."""
+        return {cid: i for i, cid in enumerate(self.cluster_ids)}
+
+    def to_bytes(self) -> bytes:
+        """Serialise for the workers of a fanned-out run (no pickle: arrays and JSON)."""
+        meta = asdict(self)
+        for key in ("centroids", "regular", "scale"):
+            meta.pop(key)
+        meta["scale"] = self.scale.to_dict()
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            centroids=self.centroids.astype(np.float32),
+            regular=self.regular.astype(bool),
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Plan:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            meta = json.loads(arrays["meta"].tobytes().decode())
+            centroids, regular = arrays["centroids"], arrays["regular"]
+        meta["scale"] = OutlierScale.from_dict(meta["scale"])
+        meta["overrides"] = {k: int(v) for k, v in meta["overrides"].items()}
+        meta["sample_labels"] = {k: int(v) for k, v in meta["sample_labels"].items()}
+        return cls(centroids=centroids, regular=regular, **meta)
+
+
+@dataclass
+class Matched:
+    """Identity matching and the replayed edits, before centroids are final."""
+
+    lineage: Lineage
+    effect: EditEffect
+    final: np.ndarray  # stable id per sample row after edits
+
+
+def match(
+    sample: Sample,
+    fit: Fit,
+    prev_centroids: dict[int, np.ndarray],
+    edits: list[dict[str, Any]],
+    first_new_id: int,
+) -> Matched:
+    """Match the fit's clusters to the live ones on the sample and replay the edits on it."""
+    lineage = match_clusters(fit.labels, fit.centroids, sample.prev_labels, prev_centroids, first_new_id)
+    stable = np.asarray(lineage.ids, dtype=np.int64)[fit.labels]
+    effect = replay_edits(edits, lineage, set(lineage.ids))
+    final = np.array(
+        [
+            effect.resolve(effect.overrides.get(pid, int(s)))
+            for pid, s in zip(sample.ids, stable, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    return Matched(lineage, effect, final)
+
+
+def build_plan(
+    store: VectorStore,
+    sample: Sample,
+    fit: Fit,
+    matched: Matched,
+    settings_tolerance: float,
+    outlier_share: float,
+    **fields: Any,
+) -> Plan:
+    """Final clusters (largest first), their centroids and the outlier scale fitted on the sample.
+
+    A final cluster is *regular* when a fitted cluster folds into it: tickets join it by nearest
+    centroid. A cluster that only holds tickets a human split off keeps just those (its centroid is
+    theirs, read from the store: bounded by the edits).
+    """
+    effect, final = matched.effect, matched.final
+    regular_ids = {effect.resolve(int(c)) for c in matched.lineage.ids}
+    by_hand = {effect.resolve(c) for c in effect.overrides.values()}
+    ids, counts = np.unique(final, return_counts=True)
+    sizes = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+    all_ids = sorted(regular_ids | by_hand | set(sizes), key=lambda c: (-sizes.get(c, 0), c))
+    dim = sample.vectors.shape[1]
+    sums = {cid: np.zeros(dim, dtype=np.float64) for cid in all_ids}
+    for cid in sizes:
+        sums[cid] += sample.vectors[final == cid].sum(axis=0)
+    in_sample = set(sample.ids)
+    outside = [
+        pid
+        for pid, c in effect.overrides.items()
+        if pid not in in_sample and effect.resolve(c) not in regular_ids
+    ]
+    for start in range(0, len(outside), 1024):
+        for record in store.get_points(outside[start : start + 1024], with_vector=True, fields=[]):
+            if record.vector is not None:
+                sums[effect.resolve(effect.overrides[record.id])] += record.vector
+    fitted = {int(c): fit.centroids[i] for i, c in enumerate(matched.lineage.ids)}
+    for cid in all_ids:  # a cluster left with no members in the sample: its fitted centroid(s)
+        if not np.any(sums[cid]):
+            sums[cid] = sum((v for c, v in fitted.items() if effect.resolve(c) == cid), np.zeros(dim))
+    centroids = normalize(np.stack([sums[c] for c in all_ids]).astype(np.float32))
+    row = {cid: i for i, cid in enumerate(all_ids)}
+    similarity = np.einsum("ij,ij->i", sample.vectors, centroids[[row[c] for c in final]])
+    scale = OutlierScale.fit(1.0 - similarity, outlier_share)
+    lineage_parents = dict(zip(matched.lineage.ids, matched.lineage.parents, strict=True))
+    parents = [sorted({*lineage_parents.get(c, []), *effect.parents.get(c, [])}) for c in all_ids]
+    present = set(all_ids)
+    events = [
+        e
+        for e in [*matched.lineage.events, *effect.events]
+        if e.get("by") or e["event"] in ("died", "merged") or e["cluster_id"] in present
+    ]
+    return Plan(
+        cluster_ids=all_ids,
+        centroids=centroids,
+        regular=np.array([c in regular_ids for c in all_ids], dtype=bool),
+        overrides={pid: effect.resolve(c) for pid, c in effect.overrides.items()},
+        sample_labels={pid: int(c) for pid, c in zip(sample.ids, final, strict=True)},
+        scale=scale,
+        tolerance=settings_tolerance,
+        lineage_events=events,
+        parents=parents,
+        next_id=max(matched.lineage.next_id, effect.next_id),
+        **fields,
+    )

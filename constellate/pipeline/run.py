@@ -1,0 +1,352 @@
+"""One recluster run as a short sequence of named stages.
+
+    claim -> sample -> fit -> match -> name -> map -> write -> catalogue -> switch -> after_switch
+    -> alerts (and a background optimise)
+
+``prepare`` runs the stages up to ``write`` and returns a :class:`Plan`; ``label_range`` (the write
+stage) can run here or as several Celery tasks over id ranges; ``finish`` takes the parts' counts
+and does the rest. ``recluster`` chains the three in one process. A run that raises before its
+switch is recorded as failed and leaves the previous labels and catalogue live.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from constellate.alerts import ALERT_KIND, Notifier, detect_alerts
+from constellate.clustering import build_cluster_model
+from constellate.config import Settings
+from constellate.edits import list_edits
+from constellate.ids import reserve_ids
+from constellate.labels import other_slot
+from constellate.mapping import map_layout
+from constellate.naming import Namer
+from constellate.optimizer import BackgroundOptimizer
+from constellate.pipeline.label import PartResult, copy_to_other_slot, label_range
+from constellate.pipeline.name import name_clusters
+from constellate.pipeline.plan import Plan, build_plan, match
+from constellate.pipeline.sample import Sample, read_sample
+from constellate.pipeline.switch import abandon_stale_runs, after_switch, claim, switch
+from constellate.pipeline.timing import Progress, Stages
+from constellate.run_lock import Lease, NoLease
+from constellate.store.base import VectorStore
+from constellate.tickets import utc_now_precise
+
+log = logging.getLogger(__name__)
+
+METRICS_SAMPLE = 5000
+
+
+def recluster(
+    store: VectorStore,
+    settings: Settings,
+    namer: Namer | None = None,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+    notifier: Notifier | None = None,
+    lease: Lease | None = None,
+    optimizer: BackgroundOptimizer | None = None,
+) -> dict[str, Any]:
+    """Run one recluster over every stored ticket in this process and return the run record.
+
+    ``lease`` is the run lock the caller holds (checked before every write and renewed before the
+    switch); without one the caller must have the store to itself. Human edits are replayed after
+    identity matching; after the switch, alerts are detected, stored and handed to ``notifier``
+    (which must not block), and ``optimizer`` (if given) re-indexes in the background.
+    """
+    lease = lease or NoLease(run_id)
+    stages = Stages(progress)
+    plan = prepare(store, settings, namer, lease, stages)
+    if isinstance(plan, dict):  # skipped
+        return plan
+    try:
+        with stages.stage("write", "writing labels"):
+            result = label_range(store, plan, lease, settings.recluster_page_size, seed=settings.seed)
+    except BaseException as exc:
+        fail(store, plan.record, exc, stages)
+        raise
+    return finish(store, settings, plan, [result], lease, stages, notifier, optimizer)
+
+
+def prepare(
+    store: VectorStore, settings: Settings, namer: Namer | None, lease: Lease, stages: Stages
+) -> Plan | dict[str, Any]:
+    """Claim the state, then sample, fit, match ids, name and lay out the map: the plan for the
+    labelling pass. Returns the run record instead when there is nothing to cluster."""
+    run_id = lease.run_id
+    with stages.stage("claim", f"run {run_id}"):
+        lease.check()
+        claimed = claim(store, run_id)
+        abandon_stale_runs(store, run_id)
+        failed_runs = [r["run_id"] for r in store.list_runs(limit=20) if r.get("status") == "failed"]
+    live_slot: str | None = claimed.get("slot")
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "started_at": utc_now_precise(),
+        "status": "running",
+        "slot": other_slot(live_slot),
+        "parts": settings.recluster_parts,
+    }
+    store.save_run(record)
+    try:
+        with stages.stage("sample", "reading the fit sample"):
+            sample = read_sample(
+                store, settings.fit_sample_size, live_slot, settings.seed, settings.recluster_page_size
+            )
+        if len(sample) == 0:
+            record.update(
+                status="skipped", reason="no tickets stored", finished_at=utc_now_precise(), n_points=0
+            )
+            store.save_run(record)
+            return record
+        with stages.stage("fit", f"clustering a sample of {len(sample)} tickets"):
+            fit = build_cluster_model(settings, len(sample)).fit(sample.vectors)
+        for name, seconds in fit.seconds.items():
+            stages.add(name, seconds, inner=True)
+        with stages.stage("match", f"matching {fit.n_clusters} clusters to the live ones"):
+            previous = store.list_clusters(claimed.get("current_run"), with_vector=True)
+            prev_centroids = {
+                int(r.payload["cluster_id"]): r.vector for r in previous if r.vector is not None
+            }
+            edits = list_edits(store)
+            first_new = reserve_ids(store, fit.n_clusters + 1)
+            matched = match(sample, fit, prev_centroids, edits, first_new)
+            plan = build_plan(
+                store,
+                sample,
+                fit,
+                matched,
+                settings.outlier_score_tolerance,
+                settings.outlier_share,
+                run_id=run_id,
+                target=other_slot(live_slot),
+                first_run=live_slot is None,
+                claimed_version=int(claimed["version"]),
+                edit_ids=[e["edit_id"] for e in edits],
+                failed_runs=failed_runs,
+            )
+        with stages.stage("name", f"naming {len(plan.cluster_ids)} clusters"):
+            plan.catalogue = name_clusters(
+                plan,
+                sample,
+                {int(r.payload["cluster_id"]): r.payload for r in previous},
+                matched.effect.renames,
+                namer,
+                settings.name_keywords,
+                settings.name_drift,
+                settings.exemplars,
+                settings.seed,
+            )
+        with stages.stage("map", "laying out the map sample"):
+            map_rows = _map(store, plan, sample, settings)
+        record.update(
+            algorithm=fit.params.get("algorithm"),
+            params=fit.params,
+            fit_size=len(sample),
+            noise_fraction=round(float(fit.noise.mean()), 4),
+            map_points=map_rows,
+            **internal_metrics(sample, plan, settings.seed),
+        )
+        plan.record = record
+        record["seconds"] = stages.rounded()
+        store.save_run(record)
+        return plan
+    except BaseException as exc:
+        fail(store, record, exc, stages)
+        raise
+
+
+def finish(
+    store: VectorStore,
+    settings: Settings,
+    plan: Plan,
+    parts: list[PartResult],
+    lease: Lease,
+    stages: Stages,
+    notifier: Notifier | None = None,
+    optimizer: BackgroundOptimizer | None = None,
+) -> dict[str, Any]:
+    """Write the catalogue with the counted sizes, switch (fenced), repair, alert, optimise."""
+    record = plan.record
+    try:
+        total = PartResult()
+        for part in parts:
+            total = total.merge(part, settings.seed)
+        with stages.stage("catalogue", "writing the catalogue"):
+            entries, centroids = _catalogue(store, plan, total)
+            lease.check()
+            store.upsert_clusters(plan.run_id, entries, centroids)
+        record.update(
+            status="succeeded",
+            n_points=total.n,
+            n_clusters=len(entries),
+            outlier_fraction=round(total.outliers / total.n, 4) if total.n else 0.0,
+            written=total.written,
+            unchanged=total.n - total.written,
+            events=plan.lineage_events,
+            sizes={str(e["cluster_id"]): int(e["size"]) for e in entries},
+        )
+        with stages.stage("switch", "switching readers to the new labels"):
+            lease.confirm()
+            switch(
+                store,
+                {**store.get_state(), "version": plan.claimed_version},
+                plan.run_id,
+                {
+                    "slot": plan.target,
+                    "next_cluster_id": plan.next_id,
+                    "outlier_scale": plan.scale.to_dict(),
+                    "tickets_at_run": total.n,
+                },
+            )
+            record["finished_at"] = utc_now_precise()
+    except BaseException as exc:
+        fail(store, record, exc, stages)
+        raise
+    with stages.stage("after_switch", "repairing what changed during the run"):
+        try:
+            record.update(after_switch(store, plan.run_id, plan.target, set(plan.edit_ids), plan.failed_runs))
+            if not plan.first_run:
+                record["copied"] = copy_to_other_slot(store, plan, settings.recluster_page_size)
+            store.prune_clusters(keep_run_id=plan.run_id)
+            store.prune_map(keep_run_id=plan.run_id)
+            store.prune_records("run", settings.keep_runs)
+            store.prune_records(ALERT_KIND, settings.keep_alerts)
+        except Exception as exc:  # switched already: the next run repairs the rest
+            log.exception("after-switch repair failed")
+            record["after_switch_error"] = f"{type(exc).__name__}: {exc}"
+    with stages.stage("alerts", "looking for emerging clusters"):
+        try:
+            alerts = _alerts(store, record, entries, total, settings)
+        except Exception as exc:  # the run has switched: a failing alert check must not mark it failed
+            log.exception("alert detection failed")
+            alerts, record["alerts_error"] = [], f"{type(exc).__name__}: {exc}"
+        record["alerts"] = len(alerts)
+    if alerts and notifier is not None:
+        notifier.notify(alerts)
+    if optimizer is not None:
+        optimizer.request()
+    record["seconds"] = stages.rounded()
+    store.save_run(record)
+    return record
+
+
+def fail(store: VectorStore, record: dict[str, Any], exc: BaseException, stages: Stages) -> None:
+    """Record a run that stopped before its switch (readers still see the previous run)."""
+    record.update(status="failed", finished_at=utc_now_precise(), error=f"{type(exc).__name__}: {exc}")
+    record["seconds"] = stages.rounded()
+    try:
+        store.save_run(record)
+    except Exception:  # the store itself failed: the next run marks this one abandoned
+        log.exception("could not record the failed run %s", record.get("run_id"))
+
+
+def _catalogue(store: VectorStore, plan: Plan, total: PartResult) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Entries with their counted sizes (clusters that ended up empty are left out)."""
+    entries, rows = [], []
+    for i, entry in enumerate(plan.catalogue):
+        size = total.sizes.get(int(entry["cluster_id"]), 0)
+        if size == 0:
+            continue
+        entry = {**entry, "size": size}
+        if not entry["exemplars"]:  # a cluster only humans put tickets in: show those
+            pids = [p for p, c in plan.overrides.items() if c == entry["cluster_id"]][:5]
+            entry["exemplars"] = [
+                str(r.payload.get("ticket_id")) for r in store.get_points(pids, fields=["ticket_id"])
+            ]
+        entries.append(entry)
+        rows.append(i)
+    return entries, plan.centroids[rows]
+
+
+def _map(store: VectorStore, plan: Plan, sample: Sample, settings: Settings) -> int:
+    """2-D coordinates for (a prefix of) the sample, stored under this run's id."""
+    rows, coords = map_layout(sample.vectors, settings.map_points, settings.seed)
+    if len(rows) == 0:
+        return 0
+    row_of = plan.row_of()
+    scores = plan.scale.score(
+        1.0
+        - np.einsum(
+            "ij,ij->i",
+            sample.vectors[rows],
+            plan.centroids[[row_of[plan.sample_labels[sample.ids[r]]] for r in rows]],
+        )
+    )
+    flags = plan.scale.is_outlier(scores) & ~sample.not_outlier[rows]
+    store.save_map(
+        plan.run_id,
+        [
+            {
+                "ticket_id": sample.ticket_ids[r],
+                "x": round(float(coords[j, 0]), 4),
+                "y": round(float(coords[j, 1]), 4),
+                "cluster_id": plan.sample_labels[sample.ids[r]],
+                "is_outlier": bool(flags[j]),
+                "text": sample.texts[r][:300],
+            }
+            for j, r in enumerate(rows)
+        ],
+    )
+    return len(rows)
+
+
+def internal_metrics(sample: Sample, plan: Plan, seed: int) -> dict[str, float | None]:
+    """Silhouette (cosine) and Davies-Bouldin on at most 5,000 tickets of the fit sample."""
+    from sklearn.metrics import davies_bouldin_score, silhouette_score
+
+    labels = np.array([plan.sample_labels[pid] for pid in sample.ids])
+    n = len(labels)
+    if n < 3 or len(np.unique(labels)) < 2:
+        return {"silhouette": None, "davies_bouldin": None}
+    rows = np.arange(n)
+    if n > METRICS_SAMPLE:
+        rows = np.random.default_rng(seed).choice(n, METRICS_SAMPLE, replace=False)
+    x, y = sample.vectors[rows], labels[rows]
+    if len(np.unique(y)) < 2:
+        return {"silhouette": None, "davies_bouldin": None}
+    return {
+        "silhouette": round(float(silhouette_score(x, y, metric="cosine")), 4),
+        "davies_bouldin": round(float(davies_bouldin_score(x, y)), 4),
+    }
+
+
+def _alerts(
+    store: VectorStore,
+    run: dict[str, Any],
+    catalogue: list[dict[str, Any]],
+    total: PartResult,
+    settings: Settings,
+) -> list[dict[str, Any]]:
+    """Detect and store this run's alerts (the outlier group among a uniform sample of outliers)."""
+    history = [
+        r
+        for r in store.list_runs(limit=12)
+        if r.get("status") == "succeeded" and r["run_id"] != run["run_id"]
+    ]
+    ids = total.outlier_ids
+    records = store.get_points(ids, with_vector=True, fields=["ticket_id", "text"]) if ids else []
+    vectors = np.stack([r.vector for r in records]) if records else np.zeros((0, 1), dtype=np.float32)
+
+    def tickets_for(picked: Any) -> list[dict[str, Any]]:
+        return [records[i].payload for i in picked]
+
+    last_group = next(
+        (a for a in store.list_records(ALERT_KIND, limit=50) if a.get("rule") == "outlier_group"), {}
+    )
+    found = detect_alerts(
+        run,
+        catalogue,
+        history,
+        vectors,
+        tickets_for,
+        settings.alert_min_size,
+        settings.alert_growth_factor,
+        set(last_group.get("ticket_ids", [])),
+    )
+    for alert in found:
+        store.save_record(ALERT_KIND, alert["alert_id"], alert)
+    return found

@@ -1,0 +1,115 @@
+"""Claim, switch and after-switch: the only writes of the service state, each a compare-and-set.
+
+A run *claims* the state before it reads anything (``claim`` = its run id, version v -> v+1). Its
+switch is conditional on the version it claimed: a newer run's claim in between makes the switch
+fail, so a run that stalled past its lease can never switch over a newer one (the fence). After the
+switch the run repairs what happened while it ran: edits stored since it read them, tickets labelled
+at ingest against the old run, stray labels of runs that never switched, and the other label slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from constellate.assign import CentroidAssigner
+from constellate.edits import apply_to_live, enforce_ticket_edits, list_edits, mark_edited
+from constellate.exceptions import LeaseLost
+from constellate.labels import INGEST, NOT_OUTLIER, slot_field
+from constellate.store.base import Filter, IsEmpty, Match, MatchAny, VectorStore
+from constellate.tickets import utc_now_precise
+
+log = logging.getLogger(__name__)
+
+CLAIM_TRIES = 20
+
+
+def claim(store: VectorStore, run_id: str) -> dict[str, Any]:
+    """Claim the state for ``run_id``; returns the claimed state (with its ``version``).
+
+    Only runs write the state and only the lock holder starts one, so a lost compare-and-set means a
+    run raced us without the lock: try again on the fresh state.
+    """
+    for _ in range(CLAIM_TRIES):
+        state = store.get_state()
+        version = int(state.get("version", 0))
+        wanted = {k: v for k, v in state.items() if k != "version"}
+        wanted.update(claim=run_id, claimed_at=utc_now_precise())
+        if store.swap_state(version, wanted):
+            return {**wanted, "version": version + 1}
+    raise LeaseLost(f"run {run_id} could not claim the state")
+
+
+def abandon_stale_runs(store: VectorStore, run_id: str) -> list[str]:
+    """Mark runs still ``running`` (other than ``run_id``) failed: our claim superseded them, so none
+    of them can switch any more. Returns their ids (their stray labels are repaired after our switch)."""
+    stale = []
+    for old in store.list_runs(limit=20):
+        if old.get("status") == "running" and old["run_id"] != run_id:
+            old.update(status="failed", error="abandoned: superseded by run " + run_id)
+            store.save_run(old)
+            stale.append(old["run_id"])
+    return stale
+
+
+def switch(
+    store: VectorStore, claimed: dict[str, Any], run_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Make this run live in one conditional write; raise :class:`LeaseLost` if a newer run claimed."""
+    version = int(claimed["version"])
+    state = {k: v for k, v in claimed.items() if k not in ("version", "claim", "claimed_at")}
+    state.update(fields, current_run=run_id, switched_at=utc_now_precise())
+    if not store.swap_state(version, state):
+        raise LeaseLost(f"run {run_id} was superseded by a newer run's claim; it did not switch")
+    return {**state, "version": version + 1}
+
+
+def catch_up_edits(store: VectorStore, seen: set[str]) -> int:
+    """Apply the edits stored since the run read them (the run's result did not include them)."""
+    late = [e for e in list_edits(store) if e["edit_id"] not in seen]
+    for edit in sorted(late, key=lambda e: str(e.get("created_at", ""))):
+        apply_to_live(store, edit)
+    if late:
+        mark_edited(store, utc_now_precise())
+    return len(late)
+
+
+def relabel_strays(
+    store: VectorStore, run_id: str, slot: str, failed_runs: list[str], page: int = 1024
+) -> int:
+    """Relabel, against the run just switched to, every ticket whose live label names another run (or
+    none): stored during the run without a label, labelled at ingest against an older run, or
+    labelled by a failed run that wrote before it stopped."""
+    assigner = CentroidAssigner(store)
+    label_run, by = slot_field(slot, "label_run"), slot_field(slot, "assigned_by")
+    filters = [
+        Filter(must=(IsEmpty(slot_field(slot, "cluster_id")),)),
+        Filter(must=(Match(by, INGEST),), must_not=(Match(label_run, run_id),)),
+    ]
+    if failed_runs:
+        filters.append(Filter(must=(MatchAny(label_run, tuple(failed_runs)),)))
+    done = 0
+    for flt in filters:
+        # read first, then write: relabelled tickets leave the filter, which would shift the pages
+        pages = list(store.iter_vectors(page_size=page, fields=[NOT_OUTLIER], filter=flt))
+        for p in pages:
+            cleared = np.array([pl.get(NOT_OUTLIER) == "no" for pl in p.payloads], dtype=bool)
+            used, labels = assigner.label(p.vectors, cleared)
+            if used != run_id:
+                return done  # an even newer run switched: it repairs from here
+            store.set_payloads([(pid, lab) for pid, lab in zip(p.ids, labels, strict=True) if lab])
+            done += len(p.ids)
+    return done
+
+
+def after_switch(
+    store: VectorStore, run_id: str, slot: str, seen_edits: set[str], failed_runs: list[str]
+) -> dict[str, int]:
+    """Repairs after the switch (each bounded by what happened during the run, not by the history)."""
+    return {
+        "late_edits": catch_up_edits(store, seen_edits),
+        "relabelled": relabel_strays(store, run_id, slot, failed_runs),
+        "cleared_outliers": enforce_ticket_edits(store, slot),
+    }
