@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from constellate.edits import edits_for, edits_meta, list_edits
+from constellate.edits import edits_for, edits_meta
 from constellate.labels import label_filter, slot_field, ticket_view
-from constellate.store.base import DateRange, Filter, VectorStore
+from constellate.store.base import VectorStore
+from constellate.tickets import point_id
 
 
 @dataclass
@@ -57,52 +57,30 @@ class NameCache:
             return Live(state, self._names)
 
 
-def growth(store: VectorStore, slot: str | None, days: float) -> dict[int, int]:
-    """Tickets created in the last ``days`` per live cluster (one facet call on indexed fields)."""
-    if slot is None:
-        return {}
-    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    flt = Filter(must=(DateRange("created_at", gte=since),))
-    return {int(k): v for k, v in store.facet(slot_field(slot, "cluster_id"), flt).items()}
-
-
-def histories(store: VectorStore, limit: int = 12) -> dict[int, list[int]]:
-    """Each cluster's size at the last successful runs, oldest first (the catalogue's sparkline)."""
-    runs = [r for r in store.list_runs(limit=limit * 2) if r.get("status") == "succeeded"][:limit]
-    out: dict[int, list[int]] = {}
-    for run in reversed(runs):
-        for cid, size in (run.get("sizes") or {}).items():
-            out.setdefault(int(cid), []).append(int(size))
-    return out
-
-
 def cluster_summaries(store: VectorStore, live: Live) -> list[dict[str, Any]]:
-    """The live catalogue, largest first, with growth and size history."""
-    day, week = growth(store, live.slot, 1), growth(store, live.slot, 7)
-    history = histories(store)
-    records = store.list_clusters(live.run_id)
-    return sorted((_summary(r.payload, day, week, history) for r in records), key=lambda c: -c["size"])
+    """The live catalogue, largest first: K points read, growth and history as the run counted them."""
+    return sorted((_summary(r.payload) for r in store.list_clusters(live.run_id)), key=lambda c: -c["size"])
 
 
-def cluster_detail(store: VectorStore, live: Live, cluster_id: int) -> dict[str, Any] | None:
-    """One live cluster with exemplar tickets and lineage (run events and human edits)."""
+def cluster_detail(store: VectorStore, live: Live, cluster_id: int, runs: int = 50) -> dict[str, Any] | None:
+    """One live cluster with exemplar tickets and lineage (events of the last ``runs`` runs, and
+    the human edits that touched it)."""
     record = store.get_cluster(live.run_id, cluster_id)
     if record is None:
         return None
     payload = record.payload
-    exemplars = [store.get_ticket(t) for t in payload.get("exemplars", [])]
+    exemplars = store.get_points([point_id(t) for t in payload.get("exemplars", [])])
     lineage = []
-    for run in reversed(store.list_runs(limit=50)):
+    for run in reversed(store.list_runs(limit=runs)):
         for event in run.get("events", []):
             if cluster_id in (event.get("cluster_id"), event.get("from"), event.get("into")):
                 lineage.append({"run_id": run["run_id"], "at": run.get("finished_at"), **event})
-    for edit in reversed(edits_for(list_edits(store), cluster_id)):
+    for edit in reversed(edits_for(store, cluster_id)):
         lineage.append({"event": f"edit:{edit['type']}", "at": edit["created_at"], **edit})
     lineage.sort(key=lambda e: str(e.get("at") or ""))
-    day, week = growth(store, live.slot, 1), growth(store, live.slot, 7)
     return {
-        **_summary(payload, day, week, histories(store)),
-        "exemplars": [live.view(r.payload) for r in exemplars if r is not None],
+        **_summary(payload),
+        "exemplars": [live.view(r.payload) for r in exemplars],
         "parents": payload.get("parents", []),
         "born_run": payload.get("born_run"),
         "lineage": lineage,
@@ -129,17 +107,14 @@ def map_points(store: VectorStore, live: Live, limit: int) -> tuple[int, list[di
     return int(run.get("map_points", 0)), store.list_map(live.run_id, limit)
 
 
-def _summary(
-    payload: dict[str, Any], day: dict[int, int], week: dict[int, int], history: dict[int, list[int]]
-) -> dict[str, Any]:
-    cid = int(payload["cluster_id"])
+def _summary(payload: dict[str, Any]) -> dict[str, Any]:
     return {
-        "cluster_id": cid,
+        "cluster_id": int(payload["cluster_id"]),
         "name": payload.get("name", ""),
         "keywords": payload.get("keywords", []),
         "size": int(payload.get("size", 0)),
         "pinned": bool(payload.get("pinned", False)),
-        "growth_24h": day.get(cid, 0),
-        "growth_7d": week.get(cid, 0),
-        "history": history.get(cid, []),
+        "growth_24h": int(payload.get("growth_24h", 0)),
+        "growth_7d": int(payload.get("growth_7d", 0)),
+        "history": payload.get("history", []),
     }

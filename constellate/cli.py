@@ -402,7 +402,6 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     from api import create_app
     from constellate import jsonlog
     from constellate.embedded_redis import redis_url, stop_embedded
-    from constellate.store import open_store
     from constellate.warmup import warm_up_in_background
     from worker import make_celery
 
@@ -410,7 +409,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     settings = get_settings(data_dir=data_dir)
     url = redis_url(settings)
     embedder, namer = _naming(settings)
-    store = open_store(settings)
+    store = _open_when_free(settings)
     store.ensure_collections(embedder.dim)
     stop = threading.Event()
 
@@ -492,12 +491,30 @@ def ingestion_command() -> None:
 @click.option("--full", "mode", flag_value="full", help="Adds 1M tickets and 100k search; long.")
 @click.option("--smoke", "mode", flag_value="smoke", help="Tiny sizes: checks the bench runs (CI).")
 @click.option(
+    "--scale",
+    "mode",
+    flag_value="scale",
+    help="The run at 100k, 300k, 1M and 3M tickets: first, unchanged and new-10 % runs (long).",
+)
+@click.option("--scale-max", type=int, default=None, help="With --scale: stop the series at this N.")
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results here."
 )
-def bench(mode: str, json_path: Path | None) -> None:
+def bench(mode: str, scale_max: int | None, json_path: Path | None) -> None:
     """Benchmarks with ratios to baselines measured in the same run (see constellate.bench)."""
     import tempfile
 
+    if mode == "scale":
+        from constellate.bench_scale import SCALE_SIZES, bench_scale
+
+        sizes = [n for n in SCALE_SIZES if scale_max is None or n <= scale_max] or [
+            scale_max or SCALE_SIZES[0]
+        ]
+        results = {"mode": "scale", "scale": bench_scale(sizes, lambda line: click.echo(line))}
+        if json_path is not None:
+            json_path.write_text(json.dumps(results, indent=2))
+            click.echo(f"wrote {json_path}")
+        return
     from constellate.bench import run_bench
 
     with tempfile.TemporaryDirectory(prefix="constellate-bench-") as tmp:
@@ -505,6 +522,25 @@ def bench(mode: str, json_path: Path | None) -> None:
     if json_path is not None:
         json_path.write_text(json.dumps(results, indent=2))
         click.echo(f"wrote {json_path}")
+
+
+def _open_when_free(settings: Settings, wait_seconds: float = 900) -> Any:
+    """Open the store; while another process (a `constellate recluster` on the embedded store) has
+    it, wait for it instead of failing."""
+    import time
+
+    from constellate.exceptions import StoreBusy
+    from constellate.store import open_store
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return open_store(settings)
+        except StoreBusy:
+            if time.monotonic() > deadline:
+                raise
+            click.echo("the store is open in another constellate process; waiting for it", err=True)
+            time.sleep(2)
 
 
 def _stop_on_signals(stop: Any, also: Any = None) -> None:

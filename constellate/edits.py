@@ -48,10 +48,10 @@ def list_edits(store: VectorStore, limit: int | None = None) -> list[dict[str, A
     return store.list_records(EDIT_KIND, limit=limit)
 
 
-def edits_for(edits: Sequence[dict[str, Any]], cluster_id: int) -> list[dict[str, Any]]:
-    """The edits that touch ``cluster_id`` (for its lineage)."""
-    keys = ("cluster_id", "into", "from")
-    return [e for e in edits if cluster_id in {e.get(k) for k in keys}]
+def edits_for(store: VectorStore, cluster_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest edits that touch ``cluster_id`` (for its lineage; filtered by the engine)."""
+    touches = tuple(Match(key, cluster_id) for key in ("cluster_id", "into", "from"))
+    return store.list_records(EDIT_KIND, limit=limit, where=Filter(should=touches))
 
 
 def _valid_name(name: str) -> str:
@@ -156,7 +156,14 @@ def _apply_merge(store: VectorStore, run: str, slot: str, into: int, source: int
     store.set_payload_where(label_filter(slot, cluster_id=source), {slot_field(slot, "cluster_id"): into})
     a, b = int(target.payload.get("size", 0)), int(other.payload.get("size", 0))
     target.vector = normalize((a * target.vector + b * other.vector)[None, :])[0]
-    target.payload.update(size=a + b, parents=sorted({*target.payload.get("parents", []), source}))
+    target.payload.update(
+        size=a + b,
+        parents=sorted({*target.payload.get("parents", []), source}),
+        **{
+            g: int(target.payload.get(g, 0)) + int(other.payload.get(g, 0))
+            for g in ("growth_24h", "growth_7d")
+        },
+    )
     _write_entry(store, run, target)
     store.delete_cluster(run, source)
     store.update_map_where(run, Filter(must=(Match("cluster_id", source),)), {"cluster_id": into})

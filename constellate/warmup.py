@@ -43,7 +43,7 @@ def enable_kernel_cache() -> None:
                         log.debug("numba cannot cache %s: %s", getattr(obj, "__name__", obj), exc)
 
 
-def warm_up(fit_sample: int = 2000, seed: int = 0) -> float:
+def warm_up(fit_sample: int = 600, seed: int = 0) -> float:
     """Compile the clustering and map kernels on synthetic data; returns the seconds it took."""
     from constellate.clustering import HDBSCANClusterer, UMAPReducer
     from constellate.embedding import normalize
@@ -54,7 +54,7 @@ def warm_up(fit_sample: int = 2000, seed: int = 0) -> float:
     centres = normalize(rng.normal(size=(8, 32)))
     x = normalize(centres[rng.integers(8, size=fit_sample)] + rng.normal(scale=0.1, size=(fit_sample, 32)))
     HDBSCANClusterer().fit_predict(UMAPReducer(seed=seed).fit_transform(x.astype(np.float32)))
-    map_layout(x.astype(np.float32), 500, seed)
+    map_layout(x.astype(np.float32), 300, seed)
     return time.perf_counter() - started
 
 

@@ -64,7 +64,7 @@ def test_rename_pins_the_name_through_two_runs(live) -> None:
     _two_more_runs(store, settings, namer)
     assert _cluster_of_topic(store, tickets, gold, 0) == cid
     assert _catalogue(store)[cid]["name"] == "Refund requests"
-    assert edits_for(list_edits(store), cid) == [edit]
+    assert edits_for(store, cid) == [edit]
 
 
 def test_a_merged_pair_stays_merged_through_two_runs(live) -> None:
@@ -84,7 +84,7 @@ def test_a_merged_pair_stays_merged_through_two_runs(live) -> None:
     assert b not in catalogue and catalogue[a]["size"] == 120 and len(catalogue) == 4
     events = store.get_run(store.get_state()["current_run"])["events"]
     assert any(e.get("by") == "edit" and e["event"] == "merged" and e["into"] == a for e in events)
-    assert [e["type"] for e in edits_for(list_edits(store), b)] == ["merge"]
+    assert [e["type"] for e in edits_for(store, b)] == ["merge"]
 
 
 def test_split_off_tickets_keep_their_cluster_through_two_runs(live) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -44,12 +45,16 @@ class PartResult:
     sizes: dict[int, int] = field(default_factory=dict)
     outlier_ids: list[str] = field(default_factory=list)
     seen_outliers: int = 0  # outliers offered to the reservoir
+    day: dict[int, int] = field(default_factory=dict)  # tickets created in the last 24 h, per cluster
+    week: dict[int, int] = field(default_factory=dict)  # ... and in the last 7 days
 
     def merge(self, other: PartResult, seed: int = 0) -> PartResult:
         """Combine two parts' counts (reservoirs are joined and thinned back to the cap)."""
-        sizes = dict(self.sizes)
-        for cid, count in other.sizes.items():
-            sizes[cid] = sizes.get(cid, 0) + count
+        sizes, day, week = (
+            _add(self.sizes, other.sizes),
+            _add(self.day, other.day),
+            _add(self.week, other.week),
+        )
         ids = self.outlier_ids + other.outlier_ids
         if len(ids) > OUTLIER_RESERVOIR:
             ids = sorted(np.random.default_rng(seed).choice(ids, OUTLIER_RESERVOIR, replace=False).tolist())
@@ -60,6 +65,8 @@ class PartResult:
             sizes,
             ids,
             self.seen_outliers + other.seen_outliers,
+            day,
+            week,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +77,8 @@ class PartResult:
             "sizes": {str(k): v for k, v in self.sizes.items()},
             "outlier_ids": self.outlier_ids,
             "seen_outliers": self.seen_outliers,
+            "day": {str(k): v for k, v in self.day.items()},
+            "week": {str(k): v for k, v in self.week.items()},
         }
 
     @classmethod
@@ -81,6 +90,8 @@ class PartResult:
             {int(k): int(v) for k, v in data["sizes"].items()},
             list(data["outlier_ids"]),
             int(data.get("seen_outliers", 0)),
+            {int(k): int(v) for k, v in data.get("day", {}).items()},
+            {int(k): int(v) for k, v in data.get("week", {}).items()},
         )
 
 
@@ -100,12 +111,17 @@ def label_range(
         for name in ("cluster_id", "is_outlier", "outlier_score", "assigned_by", "label_run")
     }
     failed = set(plan.failed_runs)
-    fields = [*keys.values(), NOT_OUTLIER]
+    fields = [*keys.values(), NOT_OUTLIER, "created_at"]
+    now = datetime.now(UTC)
+    since_day = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since_week = (now - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
     regular = np.flatnonzero(plan.regular)
     regular_centroids = plan.centroids[regular]
     ids = np.asarray(plan.cluster_ids, dtype=np.int64)
     row = plan.row_of()
     counts = np.zeros(len(ids), dtype=np.int64)
+    day = np.zeros(len(ids), dtype=np.int64)
+    week = np.zeros(len(ids), dtype=np.int64)
     result = PartResult()
     rng = np.random.default_rng(seed)
     slots = SLOTS if plan.first_run else (target,)
@@ -165,6 +181,9 @@ def label_range(
             lease.check()  # never write for a run that no longer owns the lock
             store.set_payloads(writes)
         counts += np.bincount(rows, minlength=len(ids))
+        created = [str(p.get("created_at") or "") for p in page.payloads]  # RFC 3339 UTC: compare as text
+        week += np.bincount(rows[[c >= since_week for c in created]], minlength=len(ids))
+        day += np.bincount(rows[[c >= since_day for c in created]], minlength=len(ids))
         result.n += n
         result.written += len(writes)
         result.outliers += int(flags.sum())
@@ -177,6 +196,8 @@ def label_range(
                 if j < OUTLIER_RESERVOIR:
                     result.outlier_ids[j] = page.ids[i]
     result.sizes = {int(cid): int(c) for cid, c in zip(ids, counts, strict=True) if c}
+    result.day = {int(cid): int(c) for cid, c in zip(ids, day, strict=True) if c}
+    result.week = {int(cid): int(c) for cid, c in zip(ids, week, strict=True) if c}
     return result
 
 
@@ -208,6 +229,13 @@ def copy_to_other_slot(store: VectorStore, plan: Plan, page_size: int = 2048) ->
         copied += len(records)
         if offset is None or not records:
             return copied
+
+
+def _add(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
+    out = dict(a)
+    for key, count in b.items():
+        out[key] = out.get(key, 0) + count
+    return out
 
 
 def _int(value: Any) -> int:

@@ -55,7 +55,7 @@ def name_clusters(
         cid = plan.cluster_ids[c]
         prev = previous.get(cid) if cid in continued else None
         kws = keywords[c][:name_keywords]
-        if cid in renames:
+        if cid in renames and renames[cid][1]:  # a pinned human name, whenever it was given
             name, pinned = renames[cid]
             name_kws = (prev or {}).get("name_keywords", kws)
         elif prev and prev.get("pinned"):

@@ -38,6 +38,7 @@ from constellate.tickets import utc_now_precise
 log = logging.getLogger(__name__)
 
 METRICS_SAMPLE = 5000
+HISTORY_RUNS = 12  # sizes kept per cluster for the catalogue's sparkline
 
 
 def recluster(
@@ -227,10 +228,10 @@ def finish(
         record["alerts"] = len(alerts)
     if alerts and notifier is not None:
         notifier.notify(alerts)
-    if optimizer is not None:
-        optimizer.request()
     record["seconds"] = stages.rounded()
     store.save_run(record)
+    if optimizer is not None:  # last: the embedded engine's optimize holds the GIL while it runs
+        optimizer.request()
     return record
 
 
@@ -245,13 +246,24 @@ def fail(store: VectorStore, record: dict[str, Any], exc: BaseException, stages:
 
 
 def _catalogue(store: VectorStore, plan: Plan, total: PartResult) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Entries with their counted sizes (clusters that ended up empty are left out)."""
+    """Entries with their counted sizes, growth and size history (computed once per run, so the
+    catalogue route only reads it); clusters that ended up empty are left out."""
+    runs = [r for r in store.list_runs(limit=HISTORY_RUNS * 2) if r.get("status") == "succeeded"]
+    earlier = [r.get("sizes") or {} for r in reversed(runs[: HISTORY_RUNS - 1])]
     entries, rows = [], []
     for i, entry in enumerate(plan.catalogue):
-        size = total.sizes.get(int(entry["cluster_id"]), 0)
+        cid = int(entry["cluster_id"])
+        size = total.sizes.get(cid, 0)
         if size == 0:
             continue
-        entry = {**entry, "size": size}
+        history = [int(sizes[str(cid)]) for sizes in earlier if str(cid) in sizes] + [size]
+        entry = {
+            **entry,
+            "size": size,
+            "growth_24h": total.day.get(cid, 0),
+            "growth_7d": total.week.get(cid, 0),
+            "history": history,
+        }
         if not entry["exemplars"]:  # a cluster only humans put tickets in: show those
             pids = [p for p, c in plan.overrides.items() if c == entry["cluster_id"]][:5]
             entry["exemplars"] = [

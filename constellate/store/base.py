@@ -26,7 +26,14 @@ TICKET_INDEXES = {
     **{f"{slot}_{name}": kind for slot in ("a", "b") for name, kind in _SLOT_INDEXES.items()},
 }
 CLUSTER_INDEXES = {"cluster_id": "integer", "run_id": "keyword"}
-RECORD_INDEXES = {"kind": "keyword", "created_at": "datetime", "version": "integer"}
+RECORD_INDEXES = {
+    "kind": "keyword",
+    "created_at": "datetime",
+    "version": "integer",
+    "cluster_id": "integer",
+    "into": "integer",
+    "from": "integer",
+}
 MAP_INDEXES = {"run_id": "keyword", "cluster_id": "integer"}
 
 
@@ -76,13 +83,14 @@ Condition = Match | MatchAny | DateRange | Range | IsEmpty
 
 @dataclass(frozen=True)
 class Filter:
-    """All of ``must`` and none of ``must_not``."""
+    """All of ``must``, none of ``must_not``, and (if given) at least one of ``should``."""
 
     must: tuple[Condition, ...] = ()
     must_not: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.must or self.must_not)
+        return bool(self.must or self.must_not or self.should)
 
 
 @dataclass
@@ -166,7 +174,9 @@ class VectorStore(Protocol):
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]: ...
     def save_record(self, kind: str, record_id: str, record: dict[str, Any]) -> None: ...
     def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None: ...
-    def list_records(self, kind: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+    def list_records(
+        self, kind: str, limit: int | None = None, where: Filter | None = None
+    ) -> list[dict[str, Any]]: ...
     def prune_records(self, kind: str, keep: int) -> int: ...
     def get_state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...

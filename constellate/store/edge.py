@@ -70,6 +70,7 @@ def to_edge_filter(flt: Filter | None) -> qe.Filter | None:
     return qe.Filter(
         must=[_condition(c) for c in flt.must] or None,
         must_not=[_condition(c) for c in flt.must_not] or None,
+        should=[_condition(c) for c in flt.should] or None,
     )
 
 

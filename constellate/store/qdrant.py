@@ -50,6 +50,7 @@ def to_client_filter(flt: Filter | None) -> qm.Filter | None:
     return qm.Filter(
         must=[_condition(c) for c in flt.must] or None,
         must_not=[_condition(c) for c in flt.must_not] or None,
+        should=[_condition(c) for c in flt.should] or None,
     )
 
 

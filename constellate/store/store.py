@@ -292,10 +292,13 @@ class QdrantStore:
         found = self.runs.retrieve([_record_point(kind, record_id)])
         return _strip_kind(found[0].payload) if found else None
 
-    def list_records(self, kind: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Records of ``kind``, newest ``created_at`` first: the newest ``limit`` (ordered and limited
-        by the engine), or all of them (paged) when ``limit`` is None."""
-        flt = Filter(must=(Match("kind", kind),))
+    def list_records(
+        self, kind: str, limit: int | None = None, where: Filter | None = None
+    ) -> list[dict[str, Any]]:
+        """Records of ``kind`` (matching ``where``), newest ``created_at`` first: the newest ``limit``
+        (ordered and limited by the engine), or all of them (paged) when ``limit`` is None."""
+        where = where or Filter()
+        flt = Filter(must=(Match("kind", kind), *where.must), must_not=where.must_not, should=where.should)
         if limit is not None:
             records, _ = self.runs.scroll(flt, limit=limit, offset=None, order_by="-created_at")
             return [_strip_kind(r.payload) for r in records]

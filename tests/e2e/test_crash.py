@@ -20,14 +20,14 @@ from constellate.config import Settings
 from constellate.datasets import load_banking77
 from constellate.labels import slot_field
 from constellate.store import edge_store
-from constellate.store.base import Filter, Match
+from constellate.store.base import Filter, IsEmpty, Match
 from tests.e2e.helpers import free_port, http, metric, post_texts, start_up, stored_tickets, wait_for
 from worker import RECLUSTER_TASK
 
 pytestmark = pytest.mark.slow
 
 
-def _worker(data_dir: Path, redis_url: str, log: Path) -> subprocess.Popen:
+def _worker(data_dir: Path, redis_url: str, log: Path, **extra: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -35,25 +35,30 @@ def _worker(data_dir: Path, redis_url: str, log: Path) -> subprocess.Popen:
         "CONSTELLATE_DATA_DIR": str(data_dir),
         "CONSTELLATE_REDIS_URL": redis_url,
         "CONSTELLATE_RECLUSTER_LOCK_SECONDS": "3",
+        **extra,
     }
     cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "solo", "--loglevel", "INFO"]
     return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
-def _live_labels(data_dir: Path) -> tuple[dict, int, int, int]:
-    """State, tickets, tickets labelled in the live slot, tickets carrying a label in the other slot."""
+def _live_labels(data_dir: Path) -> tuple[dict, int, int, int, set[int]]:
+    """State, tickets, tickets with a live label, tickets carrying a label of a run that is not the
+    current one in the other slot, and the live cluster ids of the tickets."""
     store = edge_store(Settings(data_dir=data_dir))
     try:
         state = store.get_state()
         live = state["slot"]
         other = "b" if live == "a" else "a"
         total = store.count()
-        labelled = store.count(Filter(must=[Match(slot_field(live, "label_run"), state["current_run"])]))
-        half = sum(
+        labelled = total - store.count(Filter(must=[IsEmpty(slot_field(live, "cluster_id"))]))
+        hidden = sum(
             store.count(Filter(must=[Match(slot_field(other, "label_run"), r["run_id"])]))
             for r in store.list_runs()
+            if r["run_id"] != state["current_run"]
         )
-        return state, total, labelled, half
+        catalogue = {int(r.payload["cluster_id"]) for r in store.list_clusters(state["current_run"])}
+        used = set(store.facet(slot_field(live, "cluster_id")))
+        return state, total, labelled, hidden, used - catalogue
     finally:
         store.close()
 
@@ -70,39 +75,61 @@ def test_worker_killed_during_write_back(tmp_path, redis_url, real_embedder) -> 
     try:
         first = client.send_task(RECLUSTER_TASK).get(timeout=600)
         assert first["status"] == "succeeded" and first["n_points"] == 30_000
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    # A second worker clusters differently (KMeans, k=40), so its run rewrites most labels: kill it
+    # half-way through that write.
+    log.write_text("")
+    worker = _worker(
+        data_dir,
+        redis_url,
+        log,
+        CONSTELLATE_ALGORITHM="kmeans",
+        CONSTELLATE_N_CLUSTERS="40",
+        CONSTELLATE_RECLUSTER_PAGE_SIZE="256",
+    )
+    try:
         client.send_task(RECLUSTER_TASK)
-        wait_for(lambda: log.read_text().count("writing labels") >= 2, 600, "the second write-back", 0.02)
-        time.sleep(0.6)  # the first run's write-back took ~1.4 s for 30k labels: kill half-way
+        wait_for(lambda: "write: writing labels" in log.read_text(), 600, "the second write-back", 0.02)
+        time.sleep(0.6)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     finally:
         if worker.poll() is None:
             worker.kill()
 
-    state, total, labelled, half = _live_labels(data_dir)
+    state, total, labelled, hidden, retired = _live_labels(data_dir)
     assert state["current_run"] == first["run_id"]  # readers still see the first run ...
-    assert total == labelled == 30_000  # ... complete: every ticket carries its label
-    assert 0 < half < 30_000  # the killed run had written part of the other slot
-    print(f"killed mid write-back: {half} of 30000 labels written to the hidden slot")
+    assert total == labelled == 30_000 and not retired  # ... complete, every label naming a live cluster
+    assert 0 < hidden < 30_000  # the killed run had written part of the other slot
+    print(f"killed mid write-back: {hidden} of 30000 labels written to the hidden slot")
 
     worker = _worker(data_dir, redis_url, log)
     try:
         started = time.monotonic()
         third = client.send_task(RECLUSTER_TASK).get(timeout=600)  # after the 3 s lease ran out
         assert third["status"] == "succeeded", third
-        print(f"next run succeeded {time.monotonic() - started:.1f}s after the restart")
+        print(
+            f"next run succeeded {time.monotonic() - started:.1f}s after the restart, wrote {third['written']}"
+        )
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
-    state, total, labelled, _ = _live_labels(data_dir)
-    assert state["current_run"] == third["run_id"] and labelled == total == 30_000
+    state, total, labelled, _, retired = _live_labels(data_dir)
+    assert state["current_run"] == third["run_id"] and labelled == total == 30_000 and not retired
     store = edge_store(Settings(data_dir=data_dir))
     try:
         statuses = {r["run_id"]: (r["status"], r.get("error", "")) for r in store.list_runs()}
+        killed = [rid for rid in statuses if rid not in (first["run_id"], third["run_id"])]
+        assert [statuses[k] for k in killed] == [
+            ("failed", f"abandoned: superseded by run {third['run_id']}")
+        ]
+        live = store.get_state()["slot"]
+        stray = Filter(must=[Match(slot_field(live, "label_run"), killed[0])])
+        assert store.count(stray) == 0  # no label of the killed run is live
     finally:
         store.close()
-    killed = [s for rid, s in statuses.items() if rid not in (first["run_id"], third["run_id"])]
-    assert killed == [("failed", "abandoned: the process running it stopped")]
 
 
 def test_up_killed_and_restarted_keeps_every_acknowledged_ticket(tmp_path) -> None:
