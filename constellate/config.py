@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     ingest_block_ms: int = Field(500, ge=1, description="Longest wait for a micro-batch to fill.")
     ingest_claim_idle_ms: int = Field(30_000, ge=1, description="Pending entries idle this long are retaken.")
     ingest_max_deliveries: int = Field(5, ge=1, description="Then the entry goes to the dead-letter stream.")
+    ingest_dead_letter_max_len: int = Field(
+        1000, ge=1, description="The dead-letter stream keeps this many newest entries (all are counted)."
+    )
 
     tickets_collection: str = "tickets"
     clusters_collection: str = "clusters"
