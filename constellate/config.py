@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     )
     device: str = "cpu"
     embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch", description="onnx: ONNX Runtime export of the same model (cached under data_dir/models)."
+        "onnx",
+        description="onnx: ONNX Runtime export of the same model (cached under data_dir/models); "
+        "falls back to torch, with a warning, where the export fails.",
     )
     embed_batch_size: int = Field(64, ge=1, le=4096)
     upsert_batch_size: int = Field(512, ge=1, le=65536)
