@@ -59,6 +59,41 @@ def test_published_tickets_are_stored_once_and_acked(client, store, hash_embedde
     assert stream_lag(client) == {"length": 0, "undelivered": 0, "pending": 0, "dead": 0}  # trimmed
 
 
+class _RecordingEmbedder:
+    """The hashing embedder, noting the texts of each encode call."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[list[str]] = []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts):
+        self.calls.append(list(texts))
+        return self.inner.embed(texts)
+
+
+def test_a_batch_is_everything_queued_and_reaches_the_encoder_sorted_by_length(
+    client, store, hash_embedder
+) -> None:
+    import random
+
+    embedder = _RecordingEmbedder(hash_embedder)
+    consumer = StreamConsumer(client, store, embedder, config=ConsumerConfig(block_ms=10))
+    consumer.ensure_group()
+    rng = random.Random(0)
+    texts = [" ".join(["word"] * rng.randint(1, 60)) + f" {i}" for i in range(1500)]
+    publish(client, [Ticket(id=f"b{i}", text=t) for i, t in enumerate(texts)])
+    assert consumer.poll() == 1024  # the default batch, not 64 in arrival order
+    lengths = [len(t) for call in embedder.calls for t in call]
+    assert len(lengths) == 1024 and lengths == sorted(lengths)
+    assert consumer.poll() == 476
+    _drain(consumer, client)
+    assert store.count() == 1500
+
+
 def test_a_bad_entry_is_dead_lettered_with_its_reason(client, store, hash_embedder) -> None:
     consumer = StreamConsumer(client, store, hash_embedder, config=ConsumerConfig(block_ms=50))
     consumer.ensure_group()
