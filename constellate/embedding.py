@@ -97,6 +97,9 @@ class OnnxEmbedder:
         path = export_onnx(base, Path(cache_dir), quantize)
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        # idle workers sleep instead of spinning: the encoder shares the cores with the API and the
+        # consumer's own tokenising and writing (measured 6-15 % faster encodes on a busy 2-core box)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
 
