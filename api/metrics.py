@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
 import time
 import uuid
@@ -50,9 +51,7 @@ class ServiceCollector:
                 "Duration of the last successful run",
                 value=done[0]["seconds"]["total"],
             )
-            finished = (
-                time.mktime(time.strptime(done[0]["finished_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-            )
+            finished = calendar.timegm(time.strptime(done[0]["finished_at"][:19], "%Y-%m-%dT%H:%M:%S"))
             yield GaugeMetricFamily(
                 "constellate_recluster_last_success_timestamp_seconds",
                 "When the last run succeeded",
@@ -61,15 +60,25 @@ class ServiceCollector:
         try:
             lag = stream_lag(self.svc.redis)
             stats = {k.decode(): float(v) for k, v in self.svc.redis.hgetall(STATS_KEY).items()}
-        except Exception:
+            used_memory = int(self.svc.redis.info("memory")["used_memory"])
+        except Exception as exc:  # the store's figures above still go out; say the broker's did not
+            log.warning("metrics: broker unreachable: %s: %s", type(exc).__name__, exc)
+            yield GaugeMetricFamily("constellate_broker_up", "Redis answered this scrape", value=0)
             return
+        yield GaugeMetricFamily("constellate_broker_up", "Redis answered this scrape", value=1)
+        yield GaugeMetricFamily("constellate_redis_used_memory_bytes", "Redis used_memory", value=used_memory)
         for key, help_text in (
             ("length", "Entries in the ingestion stream"),
             ("undelivered", "Entries not yet read by the ingestion group (ingest lag)"),
             ("pending", "Entries read but not yet stored and acknowledged"),
-            ("dead", "Entries in the dead-letter stream"),
+            ("dead", "Entries in the dead-letter stream (it keeps the newest ones)"),
         ):
             yield GaugeMetricFamily(f"constellate_stream_{key}", help_text, value=lag[key])
+        yield CounterMetricFamily(
+            "constellate_dead_lettered",
+            "Entries ever sent to the dead-letter stream",
+            value=stats.get("dead", 0),
+        )
         yield CounterMetricFamily(
             "constellate_tickets_ingested",
             "Tickets stored by the ingestion consumer",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from constellate.bench_data import Say, fill_store, scale_vectors, timed
-from constellate.bench_service import bench_page, bench_search, bench_stream
+from constellate.bench_service import bench_ingest_api, bench_page, bench_search
 from constellate.config import Settings
 from constellate.datasets import load_banking77
 from constellate.embedding import SentenceTransformerEmbedder, load_embedder, normalize
@@ -217,6 +217,7 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
     """Run every section for ``mode`` in ``("smoke", "quick", "full")``."""
     sizes = {
         "smoke": {
+            "api": 300,
             "texts": 200,
             "recluster": [400],
             "search": 1000,
@@ -225,6 +226,7 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
             "page": 400,
         },
         "quick": {
+            "api": 20000,
             "texts": 2000,
             "recluster": [10_000, 100_000],
             "search": 20_000,
@@ -233,6 +235,7 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
             "page": 20_000,
         },
         "full": {
+            "api": 20000,
             "texts": 13_083,
             "recluster": [10_000, 100_000, 1_000_000],
             "search": 100_000,
@@ -245,10 +248,9 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
     texts = [i.text for i in items]
     results: dict[str, Any] = {"mode": mode}
     results["ingest"] = bench_ingest(texts[: sizes["texts"]], say)
-    results["ingest"]["stream"] = bench_stream(
-        texts[: sizes["texts"]], results["ingest"]["encode_per_s"], say
-    )
     results["encoder"] = bench_encoder(texts[: sizes["texts"]], say, cache_dir)
+    api_texts = [texts[i % len(texts)] for i in range(sizes["api"])]  # 20k: Banking77 and again
+    results["ingest_api"], results["redis"] = bench_ingest_api(api_texts, say, cache_dir)
     say("embedding Banking77 once for the recluster, BERTopic and search sections …")
     base = load_embedder().embed(texts if mode != "smoke" else texts[:1000])
     results["recluster"] = bench_recluster(sizes["recluster"], base, texts, say)
@@ -257,7 +259,13 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
         if bt is not None:
             results["bertopic"] = bt
     results["search"] = bench_search(
-        sizes["search"], base, texts, say, seconds=sizes["search_s"], backend=results["encoder"]["backend"]
+        sizes["search"],
+        base,
+        texts,
+        say,
+        cache_dir,
+        seconds=sizes["search_s"],
+        backend=results["encoder"]["backend"],
     )
     results["page"] = bench_page(sizes["page"], base, texts, say)
     results["assign"] = bench_assign(say)

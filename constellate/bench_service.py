@@ -1,6 +1,6 @@
-"""Benchmark sections that measure the running service: ingest through the API and the stream,
-``/search`` under concurrent clients, and what the page loads. Ratios are to baselines measured in
-the same run; nothing here asserts a time.
+"""Benchmark sections that measure the running service: ingest through the API and the stream (and
+what Redis holds after it), ``/search`` under wrk, and what the page loads. Ratios are to baselines
+measured in the same run; nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,11 +25,14 @@ from constellate.embedding import load_embedder
 class RunningService:
     """`constellate up` as a subprocess on a free port and ``data_dir``; a context manager."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, models: Path | None = None) -> None:
         import socket
 
         self.data_dir = data_dir
         self.env = env or {}
+        if models is not None:  # the ONNX export the bench already made: the service reuses it
+            models.mkdir(parents=True, exist_ok=True)
+            (data_dir / "models").symlink_to(models.resolve(), target_is_directory=True)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
@@ -81,11 +83,17 @@ class RunningService:
             else raw.decode()
         )
 
-    def metric(self, name: str) -> float:
+    def metrics(self) -> dict[str, float]:
+        """Every unlabelled sample of one /metrics scrape, by name."""
+        out = {}
         for line in self.request("GET", "/metrics").splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return 0.0
+            name, _, value = line.partition(" ")
+            if value and not line.startswith("#") and "{" not in name:
+                out[name] = float(value)
+        return out
+
+    def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -94,24 +102,121 @@ class RunningService:
         self.log.close()
 
 
-def bench_stream(texts: Sequence[str], encode_per_s: float, say: Say) -> dict[str, Any]:
-    """Tickets posted to a running `constellate up` until stored, vs bare encode (same texts)."""
-    with tempfile.TemporaryDirectory() as tmp, RunningService(Path(tmp)) as service:
+def bench_ingest_api(texts: Sequence[str], say: Say, models: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tickets POSTed to a running `constellate up` (default encoder) until stored, vs bare torch and
+    bare ONNX encodes of the same texts measured just before; and what Redis holds afterwards."""
+    from constellate.embedding import SentenceTransformerEmbedder
+
+    texts = list(texts)
+    torch_embedder = load_embedder()
+    assert isinstance(torch_embedder, SentenceTransformerEmbedder)
+    onnx_embedder = load_embedder(backend="onnx", cache_dir=models)
+    torch_embedder.embed(texts[:64])
+    onnx_embedder.embed(texts[:64])
+    _, torch_s = timed(lambda: torch_embedder.model.encode(texts, batch_size=64, normalize_embeddings=True))
+    _, onnx_s = timed(lambda: onnx_embedder.embed(texts))
+    with tempfile.TemporaryDirectory() as tmp, RunningService(Path(tmp), models=models) as service:
+        memory_before = service.metric("constellate_redis_used_memory_bytes")
         start = time.perf_counter()
         for i in range(0, len(texts), 500):
             batch = [{"id": f"s{j}", "text": texts[j]} for j in range(i, min(len(texts), i + 500))]
             service.request("POST", "/tickets", {"tickets": batch})
-        while not (
-            service.metric("constellate_tickets") >= len(texts)
-            and service.metric("constellate_stream_undelivered") == 0
-            and service.metric("constellate_stream_pending") == 0
-        ):
-            time.sleep(0.2)
+        while True:  # one scrape per check, twice a second: the scrapes share the service's cores
+            seen = service.metrics()
+            if (
+                seen.get("constellate_tickets", 0) >= len(texts)
+                and seen.get("constellate_stream_undelivered") == 0
+                and seen.get("constellate_stream_pending") == 0
+            ):
+                break
+            time.sleep(0.5)
         seconds = time.perf_counter() - start
-    per_s = len(texts) / seconds
-    out = {"n": len(texts), "per_s": round(per_s, 1), "ratio_vs_encode": round(per_s / encode_per_s, 3)}
-    say(f"ingest via API + stream ({len(texts)}): {out['per_s']}/s -> {out['ratio_vs_encode']}x encode")
-    return out
+        stream_len = seen["constellate_stream_length"]
+        memory_after = seen["constellate_redis_used_memory_bytes"]
+        batches = seen.get("constellate_ingest_batches_total", 0)
+        fell_back = "using the torch encoder" in (Path(tmp) / "up.log").read_text(errors="replace")
+    n = len(texts)
+    api = {
+        "n": n,
+        "backend": "torch (ONNX fallback)" if fell_back else "onnx",
+        "per_s": round(n / seconds, 1),
+        "torch_per_s": round(n / torch_s, 1),
+        "onnx_per_s": round(n / onnx_s, 1),
+        "ratio_vs_torch": round(torch_s / seconds, 3),
+        "ratio_vs_onnx": round(onnx_s / seconds, 3),
+        "batches": int(batches),
+    }
+    say(
+        f"ingest via API ({n} tickets POSTed until stored, {api['backend']} encoder, {api['batches']} batches): "
+        f"{api['per_s']}/s vs bare torch {api['torch_per_s']}/s and bare ONNX {api['onnx_per_s']}/s -> "
+        f"{api['ratio_vs_torch']}x torch (target >= 1.5x), {api['ratio_vs_onnx']}x ONNX (target >= 0.8x)"
+    )
+    redis = {
+        "n": n,
+        "stream_len_after": int(stream_len),
+        "used_memory_mb_before": round(memory_before / 2**20, 2),
+        "used_memory_mb_after": round(memory_after / 2**20, 2),
+    }
+    say(
+        f"redis after {n} tickets through the API: stream length {redis['stream_len_after']}, used memory "
+        f"{redis['used_memory_mb_after']} MB (before posting {redis['used_memory_mb_before']} MB)"
+    )
+    return api, redis
+
+
+WRK_SCRIPT = """
+local paths = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %%d, "duration_us": %%d, "errors": %%d, "p50_us": %%d, "p95_us": %%d, "p99_us": %%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+def load_tool() -> str:
+    """Path of ``wrk`` (Debian's package), installed with apt-get when it is missing."""
+    import shutil
+
+    if shutil.which("wrk") is None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+            subprocess.run(command, capture_output=True, check=False, env=env)
+    found = shutil.which("wrk")
+    if found is None:
+        raise RuntimeError("the /search section drives wrk; install it (apt-get install wrk)")
+    return found
+
+
+def run_wrk(wrk: str, port: int, paths: Sequence[str], seconds: int, connections: int) -> dict[str, Any]:
+    """One wrk run over ``paths`` in turn; requests, errors and latency percentiles."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % ", ".join(f'"{p}"' for p in paths))
+        script.flush()
+        proc = subprocess.run(
+            [
+                wrk,
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "30s",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def bench_search(
@@ -119,25 +224,24 @@ def bench_search(
     base: np.ndarray,
     texts: Sequence[str],
     say: Say,
+    models: Path,
     seconds: float = 20.0,
-    clients: int = 8,
-    backend: str = "torch",
+    connections: int = 8,
+    backend: str = "onnx",
 ) -> dict[str, Any]:
     """/search with and without a cluster filter on a running `constellate up` (query encoder
-    ``backend``), under a bounded concurrent load."""
-    import http.client
+    ``backend``), loaded by wrk (native, so the load generator takes little of the service's
+    cores) with ``connections`` connections: half the time filtered, half unfiltered."""
     import urllib.parse
 
     from constellate.naming import KeyBERTNamer
     from constellate.pipeline import recluster
     from constellate.store import edge_store
 
+    wrk = load_tool()
     embedder = load_embedder()
     queries = list(texts[:200])
-    embedder.embed(queries[:8])
-    query_embedder = load_embedder(
-        backend=backend, cache_dir=Path(tempfile.gettempdir()) / "constellate-bench-models"
-    )
+    query_embedder = load_embedder(backend=backend, cache_dir=models)
     query_embedder.embed(queries[:8])
     _, embed_s = timed(lambda: [query_embedder.embed([q]) for q in queries[:50]])
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,61 +257,47 @@ def bench_search(
             ]
         finally:
             store.close()
-        with RunningService(Path(tmp), {"CONSTELLATE_EMBED_BACKEND": backend}) as service:
-            port = service.port
-            latencies: dict[bool, list[float]] = {True: [], False: []}
-            errors = [0]
-            stop_at = time.monotonic() + seconds
-            lock = threading.Lock()
+        unfiltered = [f"/search?{urllib.parse.urlencode({'q': q, 'limit': 10})}" for q in queries]
+        filtered = [
+            f"/search?{urllib.parse.urlencode({'q': q, 'limit': 10, 'cluster_id': cluster_ids[i % len(cluster_ids)]})}"
+            for i, q in enumerate(queries)
+        ]
+        half = max(1, round(seconds / 2))
+        with RunningService(Path(tmp), {"CONSTELLATE_EMBED_BACKEND": backend}, models=models) as service:
+            run_wrk(wrk, service.port, unfiltered[:20], 1, connections)  # warm the service
+            runs = {
+                True: run_wrk(wrk, service.port, filtered, half, connections),
+                False: run_wrk(wrk, service.port, unfiltered, half, connections),
+            }
 
-            def client(k: int) -> None:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                i = k
-                while time.monotonic() < stop_at:
-                    filtered = i % 2 == 0
-                    params = {"q": queries[i % len(queries)], "limit": 10}
-                    if filtered:
-                        params["cluster_id"] = cluster_ids[i % len(cluster_ids)]
-                    start = time.perf_counter()
-                    conn.request("GET", "/search?" + urllib.parse.urlencode(params))
-                    resp = conn.getresponse()
-                    resp.read()
-                    took = time.perf_counter() - start
-                    with lock:
-                        if resp.status == 200:
-                            latencies[filtered].append(took)
-                        else:
-                            errors[0] += 1
-                    i += clients
+    def rps(run: dict[str, Any]) -> float:
+        return round(run["requests"] / (run["duration_us"] / 1e6), 1)
 
-            threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-            began = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - began
+    def ms(run: dict[str, Any], q: int) -> float:
+        return round(run[f"p{q}_us"] / 1000, 1)
 
-    def pct(values: list[float], q: float) -> float:
-        return round(float(np.percentile(values, q)) * 1000, 1) if values else float("nan")
-
-    total = len(latencies[True]) + len(latencies[False])
+    requests = runs[True]["requests"] + runs[False]["requests"]
+    duration_s = (runs[True]["duration_us"] + runs[False]["duration_us"]) / 1e6
     out = {
         "n": n,
         "backend": backend,
-        "clients": clients,
-        "rps": round(total / elapsed, 1),
-        "errors": errors[0],
-        "p50_ms_filtered": pct(latencies[True], 50),
-        "p95_ms_filtered": pct(latencies[True], 95),
-        "p99_ms_filtered": pct(latencies[True], 99),
-        "p50_ms": pct(latencies[False], 50),
-        "p95_ms": pct(latencies[False], 95),
-        "p99_ms": pct(latencies[False], 99),
+        "tool": "wrk",
+        "connections": connections,
+        "rps": round(requests / duration_s, 1),
+        "rps_filtered": rps(runs[True]),
+        "rps_unfiltered": rps(runs[False]),
+        "errors": runs[True]["errors"] + runs[False]["errors"],
+        "p50_ms_filtered": ms(runs[True], 50),
+        "p95_ms_filtered": ms(runs[True], 95),
+        "p99_ms_filtered": ms(runs[True], 99),
+        "p50_ms": ms(runs[False], 50),
+        "p95_ms": ms(runs[False], 95),
+        "p99_ms": ms(runs[False], 99),
         "query_embed_ms": round(embed_s / 50 * 1000, 2),
     }
     say(
-        f"search {n} tickets, {clients} clients, {backend} query encoder: {out['rps']} req/s, filtered p50/p95/p99 "
+        f"search {n} tickets, wrk with {connections} connections, {backend} query encoder: {out['rps']} req/s "
+        f"(filtered {out['rps_filtered']}, unfiltered {out['rps_unfiltered']}), filtered p50/p95/p99 "
         f"{out['p50_ms_filtered']}/{out['p95_ms_filtered']}/{out['p99_ms_filtered']} ms, unfiltered "
         f"{out['p50_ms']}/{out['p95_ms']}/{out['p99_ms']} ms, query embedding {out['query_embed_ms']} ms, "
         f"{out['errors']} errors (targets: p99 <= 50 ms filtered, >= 200 req/s)"

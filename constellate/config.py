@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     )
     device: str = "cpu"
     embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch", description="onnx: ONNX Runtime export of the same model (cached under data_dir/models)."
+        "onnx",
+        description="onnx: ONNX Runtime export of the same model (cached under data_dir/models); "
+        "falls back to torch, with a warning, where the export fails.",
     )
     embed_batch_size: int = Field(64, ge=1, le=4096)
     upsert_batch_size: int = Field(512, ge=1, le=65536)
@@ -92,10 +94,18 @@ class Settings(BaseSettings):
     )
 
     # -- ingestion consumer ---------------------------------------------------------------------
-    ingest_batch_size: int = Field(64, ge=1, le=4096, description="Stream micro-batch size.")
-    ingest_block_ms: int = Field(500, ge=1, description="Longest wait for a micro-batch to fill.")
+    ingest_batch_size: int = Field(
+        1024,
+        ge=1,
+        le=8192,
+        description="Most stream entries stored as one batch (sorted by length for the encoder).",
+    )
+    ingest_block_ms: int = Field(500, ge=1, description="Longest wait for the first entry of a batch.")
     ingest_claim_idle_ms: int = Field(30_000, ge=1, description="Pending entries idle this long are retaken.")
     ingest_max_deliveries: int = Field(5, ge=1, description="Then the entry goes to the dead-letter stream.")
+    ingest_dead_letter_max_len: int = Field(
+        1000, ge=1, description="The dead-letter stream keeps this many newest entries (all are counted)."
+    )
 
     tickets_collection: str = "tickets"
     clusters_collection: str = "clusters"

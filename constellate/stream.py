@@ -4,7 +4,11 @@ Entries are acknowledged only after their tickets are upserted, so a consumer ki
 leaves them pending; a live consumer claims entries idle longer than ``claim_idle_ms``
 (XAUTOCLAIM) and processes them again (an upsert by ticket id is idempotent, so a replay stores each
 ticket once). An entry that cannot be parsed, or whose batch failed ``max_deliveries`` times, goes to
-the dead-letter stream with the reason.
+the dead-letter stream with the reason; that stream keeps the newest ``dead_letter_max_len`` and
+the stats hash counts them all.
+
+Redis holds the backlog, not the history: after each ack the stream is trimmed below the oldest
+entry some group still needs (pending, or not yet delivered), see :func:`trim_acknowledged`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import redis
 
 from constellate.datasets import FieldMap, ticket_from_row
 from constellate.embedding import Embedder
@@ -39,18 +45,24 @@ def publish(client: Any, tickets: Sequence[Ticket], stream: str = STREAM_KEY) ->
     return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()]
 
 
+def _groups(client: Any, stream: str) -> list[dict[str, Any]]:
+    """XINFO GROUPS of ``stream``; none when the stream does not exist yet (other errors raise)."""
+    try:
+        return list(client.xinfo_groups(stream))
+    except redis.ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return []
+        raise
+
+
 def stream_lag(client: Any, stream: str = STREAM_KEY, group: str = GROUP) -> dict[str, int]:
     """Entries in the stream, not yet delivered to the group, and delivered but unacknowledged."""
     length = int(client.xlen(stream))
     pending = undelivered = 0
-    try:
-        for info in client.xinfo_groups(stream):
-            name = info.get("name")
-            if (name.decode() if isinstance(name, bytes) else name) == group:
-                pending = int(info.get("pending") or 0)
-                undelivered = int(info.get("lag") or 0)
-    except Exception:  # no stream yet
-        pass
+    for info in _groups(client, stream):
+        if _text(info.get("name")) == group:
+            pending = int(info.get("pending") or 0)
+            undelivered = int(info.get("lag") or 0)
     return {
         "length": length,
         "undelivered": undelivered,
@@ -59,15 +71,49 @@ def stream_lag(client: Any, stream: str = STREAM_KEY, group: str = GROUP) -> dic
     }
 
 
+def trim_acknowledged(client: Any, stream: str = STREAM_KEY) -> int:
+    """Delete the entries every consumer group has acknowledged; returns how many went.
+
+    The stream is trimmed (exact ``XTRIM MINID``) to the oldest entry any group still needs: its
+    oldest pending entry, or else the first after its last-delivered id. Concurrent readers only
+    move both marks forward (a delivery takes entries above the last-delivered id, an ack or a claim
+    never makes an older entry pending), so a mark read here stays safe until the trim runs. A
+    stream without groups is left alone: nothing has read it yet.
+    """
+    marks = []
+    for info in _groups(client, stream):
+        mark = _next_id(_parse_id(info["last-delivered-id"]))
+        if int(info.get("pending") or 0):
+            oldest = client.xpending(stream, info["name"]).get("min")
+            if oldest is not None:
+                mark = min(mark, _parse_id(oldest))
+        marks.append(mark)
+    if not marks:
+        return 0
+    ms, seq = min(marks)
+    return int(client.xtrim(stream, minid=f"{ms}-{seq}", approximate=False))
+
+
+def _parse_id(entry_id: Any) -> tuple[int, int]:
+    ms, _, seq = _text(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _next_id(entry_id: tuple[int, int]) -> tuple[int, int]:
+    ms, seq = entry_id
+    return (ms, seq + 1) if seq < 2**64 - 1 else (ms + 1, 0)
+
+
 @dataclass(frozen=True)
 class ConsumerConfig:
-    """Micro-batch size, wait, and redelivery policy."""
+    """Batch size, wait, and redelivery policy."""
 
-    batch_size: int = 64
+    batch_size: int = 1024
     block_ms: int = 500
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
     max_text_chars: int = 10_000
+    dead_letter_max_len: int = 1000
 
 
 class StreamConsumer:
@@ -92,11 +138,10 @@ class StreamConsumer:
         self.stream = stream
         self.stored = 0
         self.dead = 0
+        self._claim_from = "0-0"  # XAUTOCLAIM cursor: each call scans the next part of the PEL
 
     def ensure_group(self) -> None:
         """Create the stream and the group if missing (reading from the start of the stream)."""
-        import redis
-
         try:
             self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -104,30 +149,48 @@ class StreamConsumer:
                 raise
 
     def poll(self) -> int:
-        """Process stale pending entries, then one micro-batch of new ones; returns entries handled."""
+        """Process stale pending entries, then one batch of new ones; returns entries handled."""
         handled = 0
         claimed = self.client.xautoclaim(
             self.stream,
             GROUP,
             self.name,
             min_idle_time=self.config.claim_idle_ms,
-            start_id="0-0",
+            start_id=self._claim_from,
             count=self.config.batch_size,
         )
+        self._claim_from = _text(claimed[0])  # "0-0" again once the scan has wrapped around
         stale = [e for e in claimed[1] if e and e[1] is not None]
         if stale:
             handled += self._process(stale, redelivered=True)
-        response = self.client.xreadgroup(
-            GROUP, self.name, {self.stream: ">"}, count=self.config.batch_size, block=self.config.block_ms
-        )
-        for _stream, entries in response or []:
+        entries = self._read_new()
+        if entries:
             handled += self._process(entries, redelivered=False)
         return handled
 
+    def _read_new(self) -> list[Any]:
+        """Up to ``batch_size`` new entries: wait up to ``block_ms`` for the first, then keep taking
+        what is queued without waiting (a producer's pipeline is still arriving when the first wakes
+        us), so under load a batch is full and the encoder gets many texts to sort by length."""
+        entries: list[Any] = []
+        block: int | None = self.config.block_ms
+        while len(entries) < self.config.batch_size:
+            response = self.client.xreadgroup(
+                GROUP,
+                self.name,
+                {self.stream: ">"},
+                count=self.config.batch_size - len(entries),
+                block=block,
+            )
+            got = [entry for _stream, batch in response or [] for entry in batch]
+            if not got:
+                break
+            entries.extend(got)
+            block = None
+        return entries
+
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set; reconnect with backoff while Redis is unreachable."""
-        import redis
-
         backoff = 0.5
         while not stop.is_set():
             try:
@@ -172,21 +235,27 @@ class StreamConsumer:
             pipe.execute()
         if ids:
             self.client.xack(self.stream, GROUP, *ids)
+            trim_acknowledged(self.client, self.stream)
         return len(ids)
 
     def _deliveries(self, ids: list[str]) -> dict[str, int]:
-        """How many times each pending entry has been delivered (XPENDING)."""
-        info = self.client.xpending_range(self.stream, GROUP, min="-", max="+", count=10_000)
-        wanted = set(ids)
-        return {
-            _text(p["message_id"]): int(p["times_delivered"])
-            for p in info
-            if _text(p["message_id"]) in wanted
-        }
+        """How many times each of these pending entries has been delivered (one XPENDING per id)."""
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xpending_range(self.stream, GROUP, min=entry_id, max=entry_id, count=1)
+        return {_text(p["message_id"]): int(p["times_delivered"]) for rows in pipe.execute() for p in rows}
 
     def _dead(self, entry_id: str, fields: Any, reason: str) -> None:
         payload = _text(_field(fields)) if fields else ""
-        self.client.xadd(DEAD_KEY, {"entry": entry_id, "reason": reason, "ticket": payload[:100_000]})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(
+            DEAD_KEY,
+            {"entry": entry_id, "reason": reason, "ticket": payload[:100_000]},
+            maxlen=self.config.dead_letter_max_len,
+            approximate=False,
+        )
+        pipe.hincrby(STATS_KEY, "dead", 1)
+        pipe.execute()
         self.dead += 1
         log.warning("dead-lettered %s: %s", entry_id, reason)
 

@@ -23,6 +23,7 @@ def make_consumer(
         claim_idle_ms=settings.ingest_claim_idle_ms,
         max_deliveries=settings.ingest_max_deliveries,
         max_text_chars=settings.max_text_chars,
+        dead_letter_max_len=settings.ingest_dead_letter_max_len,
     )
     store.ensure_collections(embedder.dim)
     consumer_name = name or f"{socket.gethostname()}-{threading.get_native_id()}"

@@ -41,3 +41,102 @@ def test_onnx_backend_matches_torch(real_embedder: Embedder, tmp_path) -> None:
     assert float(np.mean(np.sum(vectors * reference, axis=1))) > 0.999
     int8 = load_embedder(backend="onnx-int8", cache_dir=tmp_path / "m").embed(texts)
     assert float(np.mean(np.sum(int8 * reference, axis=1))) > 0.9
+
+
+def test_onnx_is_the_default_backend_exported_under_the_data_dir(tmp_path) -> None:
+    from constellate.config import Settings
+    from constellate.embedding import OnnxEmbedder, embedder_for
+
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.embed_backend == "onnx"
+    embedder = embedder_for(settings)
+    assert isinstance(embedder, OnnxEmbedder)
+    assert (tmp_path / "data" / "models" / "all-MiniLM-L6-v2" / "model.onnx").is_file()
+    assert embedder.embed(["a query from the API"]).shape == (1, 384)
+
+
+def test_a_failed_export_falls_back_to_torch_and_says_why(
+    real_embedder: Embedder, tmp_path, monkeypatch, caplog
+) -> None:
+    import logging
+
+    from constellate import embedding
+
+    def broken(base, path) -> None:
+        path.write_bytes(b"half a model")
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(embedding, "_export_fp32", broken)
+    with caplog.at_level(logging.WARNING, logger="constellate.embedding"):
+        embedder = load_embedder(backend="onnx", cache_dir=tmp_path / "m")
+    assert embedder is real_embedder  # the torch model, still working
+    assert "exporter broke" in caplog.text and "using the torch encoder" in caplog.text
+    folder = tmp_path / "m" / "all-MiniLM-L6-v2"
+    assert not (folder / "model.onnx").exists()  # nothing half-written left for the next process
+    assert [p.name for p in folder.iterdir()] == [".lock"]
+
+
+def test_without_onnxruntime_the_torch_encoder_is_used(
+    real_embedder: Embedder, tmp_path, monkeypatch, caplog
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    assert load_embedder(backend="onnx", cache_dir=tmp_path / "m") is real_embedder
+    assert "onnxruntime" in caplog.text and "using the torch encoder" in caplog.text
+
+
+def test_the_export_is_reused_not_redone(real_embedder: Embedder, tmp_path, monkeypatch) -> None:
+    from constellate import embedding
+
+    first = load_embedder(backend="onnx", cache_dir=tmp_path / "m")
+    model = tmp_path / "m" / "all-MiniLM-L6-v2" / "model.onnx"
+    stamp = model.stat().st_mtime_ns
+
+    def must_not_run(base, path) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(embedding, "_export_fp32", must_not_run)
+    monkeypatch.setattr(embedding, "_loaded", {k: v for k, v in embedding._loaded.items() if v is not first})
+    again = load_embedder(backend="onnx", cache_dir=tmp_path / "m")  # as a later process would
+    assert isinstance(again, embedding.OnnxEmbedder) and again is not first
+    assert model.stat().st_mtime_ns == stamp
+
+
+def test_concurrent_exports_write_the_model_once(real_embedder: Embedder, tmp_path, monkeypatch) -> None:
+    import threading
+
+    from constellate import embedding
+
+    calls: list[int] = []
+    real_export = embedding._export_fp32
+
+    def counted(base, path) -> None:
+        calls.append(1)
+        real_export(base, path)
+
+    monkeypatch.setattr(embedding, "_export_fp32", counted)
+    results: list[object] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(embedding.export_onnx(real_embedder, tmp_path / "m", False))
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [tmp_path / "m" / "model.onnx"] * 2
+    assert len(calls) == 1  # the second waited on the lock, then found the file
+
+
+def test_an_onnx_model_that_disagrees_with_torch_is_not_used(
+    real_embedder: Embedder, tmp_path, monkeypatch, caplog
+) -> None:
+    """The ONNX path pools by mean: a model pooled otherwise would get other vectors, silently."""
+    from constellate import embedding
+
+    monkeypatch.setattr(embedding.OnnxEmbedder, "embed", lambda self, texts: real_embedder.embed(texts)[::-1])
+    assert load_embedder(backend="onnx", cache_dir=tmp_path / "m") is real_embedder
+    assert "differ from torch" in caplog.text

@@ -12,7 +12,16 @@ from constellate.assign import CentroidAssigner
 from constellate.config import Settings
 from constellate.pipeline import recluster
 from constellate.store import edge_store
-from constellate.stream import DEAD_KEY, STREAM_KEY, ConsumerConfig, StreamConsumer, publish, stream_lag
+from constellate.stream import (
+    DEAD_KEY,
+    GROUP,
+    STATS_KEY,
+    STREAM_KEY,
+    ConsumerConfig,
+    StreamConsumer,
+    publish,
+    stream_lag,
+)
 from constellate.tickets import Ticket
 from tests.topics import topic_data
 from tests.views import view
@@ -47,7 +56,42 @@ def test_published_tickets_are_stored_once_and_acked(client, store, hash_embedde
     publish(client, tickets[:10])  # the same ids again: an update, not a duplicate
     _drain(consumer, client)
     assert store.count() == 100
-    assert stream_lag(client) == {"length": 110, "undelivered": 0, "pending": 0, "dead": 0}
+    assert stream_lag(client) == {"length": 0, "undelivered": 0, "pending": 0, "dead": 0}  # trimmed
+
+
+class _RecordingEmbedder:
+    """The hashing embedder, noting the texts of each encode call."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[list[str]] = []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts):
+        self.calls.append(list(texts))
+        return self.inner.embed(texts)
+
+
+def test_a_batch_is_everything_queued_and_reaches_the_encoder_sorted_by_length(
+    client, store, hash_embedder
+) -> None:
+    import random
+
+    embedder = _RecordingEmbedder(hash_embedder)
+    consumer = StreamConsumer(client, store, embedder, config=ConsumerConfig(block_ms=10))
+    consumer.ensure_group()
+    rng = random.Random(0)
+    texts = [" ".join(["word"] * rng.randint(1, 60)) + f" {i}" for i in range(1500)]
+    publish(client, [Ticket(id=f"b{i}", text=t) for i, t in enumerate(texts)])
+    assert consumer.poll() == 1024  # the default batch, not 64 in arrival order
+    lengths = [len(t) for call in embedder.calls for t in call]
+    assert len(lengths) == 1024 and lengths == sorted(lengths)
+    assert consumer.poll() == 476
+    _drain(consumer, client)
+    assert store.count() == 1500
 
 
 def test_a_bad_entry_is_dead_lettered_with_its_reason(client, store, hash_embedder) -> None:
@@ -62,6 +106,105 @@ def test_a_bad_entry_is_dead_lettered_with_its_reason(client, store, hash_embedd
     reasons = [fields[b"reason"].decode() for _, fields in dead]
     assert len(reasons) == 2 and all(r.startswith("bad entry") for r in reasons)
     assert "empty text" in reasons[1]
+
+
+def test_the_stream_holds_the_backlog_not_the_history(client, store, hash_embedder) -> None:
+    consumer = StreamConsumer(
+        client, store, hash_embedder, config=ConsumerConfig(batch_size=512, block_ms=10)
+    )
+    consumer.ensure_group()
+    peak_bytes = 0
+    for chunk in range(10):  # 20,000 tickets, published while the consumer works
+        publish(client, [Ticket(id=f"h{chunk}-{i}", text=f"invoice {i} chunk {chunk}") for i in range(2000)])
+        peak_bytes = max(peak_bytes, int(client.memory_usage(STREAM_KEY)))
+        for _ in range(3):
+            consumer.poll()
+            lag = stream_lag(client)
+            assert lag["length"] <= lag["pending"] + lag["undelivered"], lag  # only the backlog is kept
+    _drain(consumer, client)
+    assert store.count() == 20_000
+    assert stream_lag(client)["length"] == 0
+    assert int(client.memory_usage(STREAM_KEY)) < peak_bytes / 20
+
+
+def test_a_killed_consumers_pending_entries_survive_trimming(client, store, hash_embedder) -> None:
+    cfg = ConsumerConfig(batch_size=30, block_ms=10, claim_idle_ms=60_000)
+    live = StreamConsumer(client, store, hash_embedder, name="live", config=cfg)
+    live.ensure_group()
+    ids = publish(client, [Ticket(id=f"k{i}", text=f"login fails {i}") for i in range(100)])
+    live.poll()  # entries 0-29 stored, acked, trimmed
+    killed = client.xreadgroup(GROUP, "killed", {STREAM_KEY: ">"}, count=30)  # 30-59, never acked
+    assert [e[0].decode() for e in killed[0][1]] == ids[30:60]
+    live.poll()
+    live.poll()  # 60-99 stored and acked: the trim stops below the killed consumer's oldest entry
+    assert [e[0].decode() for e in client.xrange(STREAM_KEY)] == ids[30:]
+    assert store.count() == 70
+    for entry_id in ids[30:60]:  # the killed consumer went quiet a while ago
+        client.xclaim(STREAM_KEY, GROUP, "killed", 0, [entry_id], idle=120_000, justid=True)
+    _drain(live, client)
+    assert store.count() == 100 and stream_lag(client)["dead"] == 0
+    assert client.xlen(STREAM_KEY) == 0
+
+
+def test_dead_letters_are_capped_and_counted(client, store, hash_embedder) -> None:
+    cfg = ConsumerConfig(block_ms=10, dead_letter_max_len=5)
+    consumer = StreamConsumer(client, store, hash_embedder, config=cfg)
+    consumer.ensure_group()
+    for i in range(12):
+        client.xadd(STREAM_KEY, {"ticket": f"{{not json {i}"})
+    publish(client, [Ticket(id="fine", text="a good one")])
+    _drain(consumer, client)
+    assert store.count() == 1
+    dead = client.xrange(DEAD_KEY)
+    assert len(dead) == 5 and stream_lag(client)["dead"] == 5  # the newest five are kept
+    assert dead[-1][1][b"ticket"].decode() == "{not json 11"
+    assert int(client.hget(STATS_KEY, "dead")) == 12  # every one is counted
+
+
+def test_pending_lookups_do_not_stop_at_ten_thousand_entries(client, store, hash_embedder) -> None:
+    """A failing entry behind 10,001 entries another live consumer holds is still counted and given
+    up on (the delivery count is looked up per entry of the batch, not in the first 10,000)."""
+    flaky = _FlakyStore(store, failures=1_000)
+    cfg = ConsumerConfig(batch_size=64, block_ms=10, claim_idle_ms=60_000, max_deliveries=2)
+    consumer = StreamConsumer(client, flaky, hash_embedder, name="me", config=cfg)
+    consumer.ensure_group()
+    publish(client, [Ticket(id=f"busy{i}", text="held elsewhere") for i in range(10_001)])
+    client.xreadgroup(GROUP, "busy", {STREAM_KEY: ">"}, count=10_001)  # pending with a live consumer
+    (poison,) = publish(client, [Ticket(id="poison", text="always fails")])
+    with pytest.raises(RuntimeError):
+        consumer.poll()
+    for _ in range(200):  # the PEL is scanned 640 entries per poll, then the poison is retaken
+        client.xclaim(STREAM_KEY, GROUP, "me", 0, [poison], idle=120_000, justid=True)
+        with contextlib.suppress(RuntimeError):
+            consumer.poll()
+        if client.xlen(DEAD_KEY):
+            break
+    dead = client.xrange(DEAD_KEY)
+    assert [f[b"entry"].decode() for _, f in dead] == [poison]
+    assert dead[0][1][b"reason"].decode() == "gave up after 2 failed deliveries"
+    assert stream_lag(client)["pending"] == 10_001  # the other consumer's entries are untouched
+
+
+class _BrokenGroups:
+    """A real client whose XINFO GROUPS fails, as when Redis drops the connection mid-scrape."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def xinfo_groups(self, stream):
+        raise redis.ConnectionError("connection reset by peer")
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_stream_lag_reports_a_missing_stream_and_raises_on_redis_errors(client) -> None:
+    assert stream_lag(client) == {"length": 0, "undelivered": 0, "pending": 0, "dead": 0}
+    publish(client, [Ticket(id="x", text="queued")])
+    StreamConsumer(client, None, None).ensure_group()  # type: ignore[arg-type]
+    assert stream_lag(client)["undelivered"] == 1
+    with pytest.raises(redis.ConnectionError):  # not silently "nothing undelivered"
+        stream_lag(_BrokenGroups(client))
 
 
 class _FlakyStore:
