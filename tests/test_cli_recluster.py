@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from constellate.cli import main
 from constellate.config import Settings
 from constellate.datasets import load_banking77, load_labelled
-from constellate.labels import ticket_view
 from constellate.store import edge_store
+from tests.views import all_views
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +30,10 @@ def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def _live_labels(data_dir: Path) -> dict[str, tuple[int, str]]:
+    """Every ticket's live cluster id and name, as readers see them (names from the catalogue)."""
     store = edge_store(Settings(data_dir=data_dir))
     try:
-        slot = store.get_state()["slot"]
-        out = {}
-        offset = None
-        while True:
-            records, offset = store.scroll_tickets(limit=2048, offset=offset)
-            for r in records:
-                v = ticket_view(r.payload, slot)
-                out[v["ticket_id"]] = (v["cluster_id"], v["cluster_name"])
-            if offset is None:
-                return out
+        return {tid: (v["cluster_id"], v["cluster_name"]) for tid, v in all_views(store).items()}
     finally:
         store.close()
 

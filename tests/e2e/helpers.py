@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,21 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 60, sig: int = signal.SIGTERM) -> int | None:
+    """Signal ``proc`` and wait; SIGKILL it if it outlives ``timeout`` (a process left running would
+    consume the next test's tasks from the shared Valkey). Returns the exit code of the first signal's
+    stop, or None if it had to be killed."""
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+        return None
 
 
 def http(

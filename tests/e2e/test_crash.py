@@ -19,12 +19,24 @@ from constellate.bench_data import fill_store, scale_vectors
 from constellate.config import Settings
 from constellate.datasets import load_banking77
 from constellate.labels import slot_field
+from constellate.run_lock import LOCK_KEY
 from constellate.store import edge_store
 from constellate.store.base import Filter, IsEmpty, Match
-from tests.e2e.helpers import free_port, http, metric, post_texts, start_up, stored_tickets, wait_for
+from tests.e2e.helpers import (
+    free_port,
+    http,
+    metric,
+    post_texts,
+    start_up,
+    stop_process,
+    stored_tickets,
+    wait_for,
+)
 from worker import RECLUSTER_TASK
 
 pytestmark = pytest.mark.slow
+
+LEASE = 20
 
 
 def _worker(data_dir: Path, redis_url: str, log: Path, **extra: str) -> subprocess.Popen:
@@ -34,7 +46,9 @@ def _worker(data_dir: Path, redis_url: str, log: Path, **extra: str) -> subproce
         "TOKENIZERS_PARALLELISM": "false",
         "CONSTELLATE_DATA_DIR": str(data_dir),
         "CONSTELLATE_REDIS_URL": redis_url,
-        "CONSTELLATE_RECLUSTER_LOCK_SECONDS": "3",
+        # Short enough that the killed run's lease lapses soon; long enough for a loaded machine's
+        # longest GIL-holding call (HDBSCAN, the engine) not to outlast the heartbeat.
+        "CONSTELLATE_RECLUSTER_LOCK_SECONDS": str(LEASE),
         **extra,
     }
     cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "solo", "--loglevel", "INFO"]
@@ -76,8 +90,7 @@ def test_worker_killed_during_write_back(tmp_path, redis_url, real_embedder) -> 
         first = client.send_task(RECLUSTER_TASK).get(timeout=600)
         assert first["status"] == "succeeded" and first["n_points"] == 30_000
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        stop_process(worker)
     # A second worker clusters differently (KMeans, k=40), so its run rewrites most labels: kill it
     # half-way through that write.
     log.write_text("")
@@ -93,11 +106,9 @@ def test_worker_killed_during_write_back(tmp_path, redis_url, real_embedder) -> 
         client.send_task(RECLUSTER_TASK)
         wait_for(lambda: "write: writing labels" in log.read_text(), 600, "the second write-back", 0.02)
         time.sleep(0.6)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
+        stop_process(worker, sig=signal.SIGKILL)
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        stop_process(worker, sig=signal.SIGKILL)
 
     state, total, labelled, hidden, retired = _live_labels(data_dir)
     assert state["current_run"] == first["run_id"]  # readers still see the first run ...
@@ -105,17 +116,18 @@ def test_worker_killed_during_write_back(tmp_path, redis_url, real_embedder) -> 
     assert 0 < hidden < 30_000  # the killed run had written part of the other slot
     print(f"killed mid write-back: {hidden} of 30000 labels written to the hidden slot")
 
+    lock = redis.Redis.from_url(redis_url)
+    wait_for(lambda: not lock.exists(LOCK_KEY), LEASE + 10, "the killed run's lease to lapse")
     worker = _worker(data_dir, redis_url, log)
     try:
         started = time.monotonic()
-        third = client.send_task(RECLUSTER_TASK).get(timeout=600)  # after the 3 s lease ran out
+        third = client.send_task(RECLUSTER_TASK).get(timeout=600)
         assert third["status"] == "succeeded", third
         print(
             f"next run succeeded {time.monotonic() - started:.1f}s after the restart, wrote {third['written']}"
         )
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        stop_process(worker)
     state, total, labelled, _, retired = _live_labels(data_dir)
     assert state["current_run"] == third["run_id"] and labelled == total == 30_000 and not retired
     store = edge_store(Settings(data_dir=data_dir))
@@ -171,8 +183,7 @@ def test_up_killed_and_restarted_keeps_every_acknowledged_ticket(tmp_path) -> No
             assert status == 200 and ticket["text"] == texts[i].strip()
         assert metric(http("GET", f"{base}/metrics")[1], "constellate_stream_dead") == 0
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=60) == 0
+        assert stop_process(second) == 0
     current = (data_dir / "valkey" / "url").read_text().strip()
     for url in {orphan, current}:  # the orphan was taken over, and the clean stop stopped Valkey
         with pytest.raises(redis.ConnectionError):

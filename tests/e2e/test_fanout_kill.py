@@ -19,7 +19,7 @@ from constellate.ingest import ingest_tickets
 from constellate.labels import slot_field
 from constellate.store import Filter, Match, edge_store
 from constellate.tickets import Ticket
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import stop_process, wait_for
 from worker import RECLUSTER_TASK
 
 pytestmark = pytest.mark.slow
@@ -86,12 +86,7 @@ def test_a_part_whose_worker_dies_is_redelivered_and_the_run_switches_once(
         assert second_log.read_text().count("recluster_part[") >= 1  # the killed part came back here
     finally:
         for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc)
     store = edge_store(Settings(data_dir=data))
     try:
         state = store.get_state()

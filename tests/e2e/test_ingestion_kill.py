@@ -13,7 +13,7 @@ from constellate.datasets import load_banking77
 from constellate.store import edge_store
 from constellate.stream import STATS_KEY, publish, stream_lag
 from constellate.tickets import Ticket
-from tests.e2e.helpers import spawn, wait_for
+from tests.e2e.helpers import spawn, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,7 @@ def test_consumer_killed_mid_batch_loses_nothing(tmp_path, redis_url) -> None:
             f"the rest stored {time.monotonic() - restarted:.1f}s after the restart"
         )
     finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=60) == 0
+        assert stop_process(second) == 0
     time.sleep(0.1)
     store = edge_store(Settings(data_dir=data_dir))
     try:

@@ -4,13 +4,12 @@ the search, and a rename made on the page is still there after a recluster. Save
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import pytest
 
 from constellate.datasets import load_banking77
-from tests.e2e.helpers import http, post_texts, start_up, stored_tickets, wait_for
+from tests.e2e.helpers import http, post_texts, start_up, stop_process, stored_tickets, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +41,7 @@ def service(tmp_path):
         wait_for(lambda: _runs_succeeded(base) == 1, 300, "the first run", 1)
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
+        stop_process(proc, timeout=120)
 
 
 def test_page_map_filter_and_rename_survive_a_recluster(service) -> None:

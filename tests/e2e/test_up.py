@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 from constellate.datasets import load_banking77
-from tests.e2e.helpers import http, metric, post_texts, start_up, wait_for
+from tests.e2e.helpers import http, metric, post_texts, start_up, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +58,6 @@ def test_constellate_up_end_to_end(tmp_path) -> None:
         assert status == 200 and len(outliers["outliers"]) == 20
         assert all(o["is_outlier"] for o in outliers["outliers"])
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
+        code = stop_process(proc)
     assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
     assert "stopped" in (tmp_path / "up.log").read_text()
