@@ -19,3 +19,8 @@ class ConfigError(ConstellateError):
 
 class NotFound(InputError):
     """The cluster, ticket or run named does not exist (HTTP 404)."""
+
+
+class Conflict(InputError):
+    """The request is well formed but conflicts with the current state (HTTP 409): a cluster merged
+    into itself, a filter naming two different clusters, tickets that are not where a split says."""
