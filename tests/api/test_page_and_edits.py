@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import jsonschema_rs
 from pydantic import SecretStr
 
 from api import create_app
@@ -86,11 +87,13 @@ def test_bad_edits_get_json_reasons(client) -> None:
     cid = _clusters(client)[0]["cluster_id"]
     cases = [
         ("PATCH", f"/clusters/{cid}", {"name": ""}, 422),
+        ("PATCH", f"/clusters/{cid}", {"name": " \t\u3000"}, 422),
         ("PATCH", f"/clusters/{cid}", {"name": "ok", "colour": "red"}, 422),
         ("PATCH", "/clusters/999", {"name": "ok"}, 404),
         ("POST", f"/clusters/{cid}/merge", {"cluster_id": cid}, 422),
         ("POST", f"/clusters/{cid}/merge", {"cluster_id": 999}, 404),
         ("POST", f"/clusters/{cid}/split", {"ticket_ids": [], "name": "x"}, 422),
+        ("POST", f"/clusters/{cid}/split", {"ticket_ids": ["t0-1"], "name": "\n"}, 422),
         ("POST", f"/clusters/{cid}/split", {"ticket_ids": ["nope"], "name": "x"}, 404),
         ("POST", "/tickets/nope/not-outlier", None, 404),
     ]
@@ -118,3 +121,18 @@ def test_alerts_route_lists_stored_alerts(client, api_store) -> None:
         },
     )
     assert [a["alert_id"] for a in client.get("/alerts").get_json()["alerts"]] == ["r:born:7"]
+
+
+def test_the_name_check_is_the_documented_pattern(client) -> None:
+    """A name is accepted exactly when the document's pattern matches it, to Python's regex engine and
+    to jsonschema-rs's alike (white space to either does not count)."""
+    spec = client.get("/openapi.json").get_json()["components"]["schemas"]["RenameIn"]
+    valid = jsonschema_rs.Draft202012Validator(spec).is_valid
+    pattern = spec["properties"]["name"]["pattern"]
+    cid = _clusters(client)[0]["cluster_id"]
+    blank = [" \t", "\x1c", "\x85", "\ufeff", "\u2003", "\u3000\n"]
+    for name in ["x", " padded ", "\x1cA", "名前", *blank]:
+        documented = re.search(pattern, name) is not None
+        assert documented == valid({"name": name}) == (name not in blank), name
+        resp = client.patch(f"/clusters/{cid}", json={"name": name})
+        assert resp.status_code == (200 if documented else 422), (name, resp.get_json())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema_rs
 import pytest
 import redis
 from pydantic import SecretStr
@@ -157,6 +158,34 @@ def test_healthz_and_openapi(client) -> None:
     assert spec["openapi"].startswith("3.")
     assert {"/tickets", "/search", "/clusters", "/outliers", "/runs", "/recluster"} <= set(spec["paths"])
     assert "TicketIn" in spec["components"]["schemas"]
+
+
+def test_created_at_is_accepted_exactly_inside_the_documented_bounds(client, redis_url) -> None:
+    """The document (judged by jsonschema-rs, formats on) and the service agree on created_at."""
+    spec = client.get("/openapi.json").get_json()
+    valid = jsonschema_rs.Draft202012Validator(
+        spec["components"]["schemas"]["TicketIn"], validate_formats=True
+    ).is_valid
+    accepted = [
+        (-30610224000, "1000-01-01T00:00:00Z"),  # the documented minimum
+        (253402300799, "9999-12-31T23:59:59Z"),  # and maximum
+        (253402300798.9999999, "9999-12-31T23:59:59Z"),
+        ("1001-01-01T00:00:00+23:59", "1000-12-31T00:01:00Z"),  # the pattern's extremes
+        ("9998-12-31T23:59:59.999999-23:59", "9999-01-01T23:58:59Z"),
+        ("2024-02-29T12:00:00Z", "2024-02-29T12:00:00Z"),
+    ]
+    for created_at, stored in accepted:
+        body = {"id": "t", "text": "x", "created_at": created_at}
+        assert valid(body), created_at
+        resp = client.post("/tickets", json=body)
+        assert resp.status_code == 202, (created_at, resp.get_json())
+        entries = redis.Redis.from_url(redis_url).xrange(STREAM_KEY)
+        assert json.loads(entries[-1][1][b"ticket"])["created_at"] == stored
+    for created_at in (253402300800, -62135596801, 1e300, "2023-02-29T00:00:00Z", "merge", "NaN"):
+        body = {"id": "t", "text": "x", "created_at": created_at}
+        assert not valid(body), created_at
+        resp = client.post("/tickets", json=body)
+        assert resp.status_code == 422 and "created_at" in json.dumps(resp.get_json())
 
 
 def test_healthz_reports_a_dead_broker(api_store, hash_embedder) -> None:
