@@ -41,7 +41,7 @@ HOSTILE = [
     ("POST", "/tickets", b'{"text": " \\t\\n "}', 422),
     ("POST", "/tickets", b'{"text": 12}', 422),
     ("POST", "/tickets", b'{"text": "ok", "colour": "red"}', 422),  # unknown field
-    ("POST", "/tickets", b'{"tickets": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}', 422),
+    ("POST", "/tickets", b'{"tickets": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}', 409),
     ("POST", "/tickets", b'{"tickets": "nope"}', 422),
     ("POST", "/tickets", b'{"tickets": [], "more": 1}', 422),
     ("POST", "/tickets", b"null", 400),

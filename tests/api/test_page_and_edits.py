@@ -90,7 +90,7 @@ def test_bad_edits_get_json_reasons(client) -> None:
         ("PATCH", f"/clusters/{cid}", {"name": " \t\u3000"}, 422),
         ("PATCH", f"/clusters/{cid}", {"name": "ok", "colour": "red"}, 422),
         ("PATCH", "/clusters/999", {"name": "ok"}, 404),
-        ("POST", f"/clusters/{cid}/merge", {"cluster_id": cid}, 422),
+        ("POST", f"/clusters/{cid}/merge", {"cluster_id": cid}, 409),
         ("POST", f"/clusters/{cid}/merge", {"cluster_id": 999}, 404),
         ("POST", f"/clusters/{cid}/split", {"ticket_ids": [], "name": "x"}, 422),
         ("POST", f"/clusters/{cid}/split", {"ticket_ids": ["t0-1"], "name": "\n"}, 422),
@@ -121,6 +121,26 @@ def test_alerts_route_lists_stored_alerts(client, api_store) -> None:
         },
     )
     assert [a["alert_id"] for a in client.get("/alerts").get_json()["alerts"]] == ["r:born:7"]
+
+
+def test_edits_that_conflict_with_the_clusters_are_409(client) -> None:
+    """Schema-valid edits the current state refuses: the document's 409, and nothing changes."""
+    before = _clusters(client)
+    first, second = before[:2]
+    a, b = first["cluster_id"], second["cluster_id"]
+    outsider = client.get(f"/search?q=x&limit=1&cluster_id={b}").get_json()["hits"][0]["ticket_id"]
+    members = [h["ticket_id"] for h in client.get(f"/search?q=x&limit=100&cluster_id={a}").get_json()["hits"]]
+    assert len(members) == first["size"]
+    cases = [
+        (f"/clusters/{a}/merge", {"cluster_id": a}, "into itself"),
+        (f"/clusters/{a}/split", {"ticket_ids": [outsider], "name": "moved"}, f"not in cluster {a}"),
+        (f"/clusters/{a}/split", {"ticket_ids": members, "name": "all of it"}, "leave tickets behind"),
+    ]
+    for path, body, reason in cases:
+        resp = client.post(path, json=body)
+        assert resp.status_code == 409 and reason in resp.get_json()["error"], resp.get_json()
+    assert _clusters(client) == before
+    assert client.get("/edits").get_json()["edits"] == []
 
 
 def test_the_name_check_is_the_documented_pattern(client) -> None:

@@ -34,6 +34,13 @@ def test_post_a_batch_and_ids_from_text(client) -> None:
     ("body", "status", "needle"),
     [
         ({"tickets": [{"id": "a", "text": "ok"}, {"id": "b", "text": "  "}]}, 422, "empty text"),
+        (
+            {"tickets": [{"id": "a", "text": "x"}, {"id": "b", "text": ""}, {"id": "a", "text": "y"}]},
+            422,
+            "repeats",
+        ),
+        ({"tickets": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}, 409, "repeats item 0"),
+        ({"tickets": [{"text": "same"}, {"text": "same"}]}, 409, "repeats item 0"),  # ids from the text
         ({"tickets": [{"id": "a", "text": 3}]}, 422, "valid string"),
         ({"tickets": [{"id": "a", "text": "x", "colour": "red"}]}, 422, "Extra inputs"),
         ({"tickets": []}, 422, "non-empty"),
@@ -79,6 +86,20 @@ def test_search_filtered_by_cluster_honours_the_filter(client) -> None:
     name = client.get(f"/clusters/{other}").get_json()["name"]
     by_name = client.get("/search", query_string={"q": "x", "cluster_name": name}).get_json()
     assert by_name["cluster_id"] == other
+
+
+def test_search_by_cluster_id_and_name(client) -> None:
+    """Both given: they must name the same cluster (200, that cluster) or it is the documented 409."""
+    one, other = (client.get(f"/tickets/t{i}-0").get_json()["cluster_id"] for i in (0, 2))
+    name = client.get(f"/clusters/{other}").get_json()["name"]
+    same = client.get(
+        "/search", query_string={"q": "x", "cluster_id": other, "cluster_name": f" {name.upper()} "}
+    )
+    assert same.status_code == 200 and same.get_json()["cluster_id"] == other
+    clash = client.get("/search", query_string={"q": "x", "cluster_id": one, "cluster_name": name})
+    assert clash.status_code == 409 and "different clusters" in clash.get_json()["error"]
+    gone = client.get("/search", query_string={"q": "x", "cluster_id": 999, "cluster_name": name})
+    assert gone.status_code == 404  # a cluster that does not exist is not a conflict
 
 
 def test_search_without_outliers(client) -> None:
