@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema_rs
 import pytest
@@ -179,6 +180,32 @@ def test_healthz_and_openapi(client) -> None:
     assert spec["openapi"].startswith("3.")
     assert {"/tickets", "/search", "/clusters", "/outliers", "/runs", "/recluster"} <= set(spec["paths"])
     assert "TicketIn" in spec["components"]["schemas"]
+
+
+def test_every_route_is_documented_and_the_open_ones_say_so(app) -> None:
+    """The document lists every route the app serves, with 401 on keyed ones and ``security: []``
+    on the ones the key check lets through."""
+    spec = app.test_client().get("/openapi.json").get_json()
+    served = {
+        (method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"  # Flask's own /static/<filename>: the same files as /static/<name>
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {(method, path) for path, ops in spec["paths"].items() for method in ops}
+    assert documented == served
+    open_ops = set()
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if op.get("security") == []:
+                open_ops.add(path)
+                assert "401" not in op["responses"]
+            else:
+                assert "401" in op["responses"], (method, path)
+    assert open_ops == {"/", "/healthz", "/static/{name}"}
+    limits = spec["components"]["schemas"]
+    assert limits["TicketIn"]["properties"]["text"]["maxLength"] == 200  # the app's max_text_chars
+    assert limits["TicketBatchIn"]["properties"]["tickets"]["maxItems"] == 5  # and max_batch
 
 
 def test_created_at_is_accepted_exactly_inside_the_documented_bounds(client, redis_url) -> None:
