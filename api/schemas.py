@@ -30,9 +30,9 @@ EPOCH_MIN = -30610224000  # 1000-01-01T00:00:00Z
 EPOCH_MAX = 253402300799  # 9999-12-31T23:59:59Z
 
 
-def _documented(pattern: str, **extra: Any) -> Any:
+def _documented(pattern: str) -> Any:
     """A JSON Schema constraint for the document only; the service checks the value itself."""
-    return Field(json_schema_extra={"pattern": pattern, **extra})
+    return Field(json_schema_extra={"pattern": pattern})
 
 
 def _checked(pattern: str, reason: str) -> AfterValidator:
