@@ -9,7 +9,7 @@ from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from constellate.exceptions import InputError, NotFound
+from constellate.exceptions import Conflict, InputError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,13 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.details = details
+
+
+def input_error_status(exc: InputError) -> int:
+    """404 for what does not exist, 409 for what conflicts with the current state, else 422."""
+    if isinstance(exc, NotFound):
+        return 404
+    return 409 if isinstance(exc, Conflict) else 422
 
 
 def error_response(status: int, message: str, details: list[dict[str, Any]] | None = None) -> Any:
@@ -45,7 +52,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(InputError)
     def _input_error(exc: InputError) -> Any:
-        return error_response(404 if isinstance(exc, NotFound) else 422, str(exc))
+        return error_response(input_error_status(exc), str(exc))
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Any:

@@ -1,10 +1,57 @@
-"""Request and response models; the OpenAPI document is generated from them."""
+"""Request and response models; the OpenAPI document is generated from them.
+
+Patterns are written so that Python's ``re`` (what the service and schemathesis use) and
+ECMAScript's (what JSON Schema prescribes) read them the same way: ``\\s`` differs between the two
+(Python's also covers U+001C-U+001F and U+0085, ECMAScript's U+FEFF), so a "non-space" character
+excludes all of those explicitly.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_SPACE = r"\s\u001c-\u001f\u0085\ufeff"  # white space to either regex engine (and to str.strip)
+# contains a character that is not white space (search semantics, as JSON Schema's ``pattern``)
+NON_BLANK = rf"[^{_SPACE}]"
+NO_NUL = r"^[^\u0000]*$"
+# what the ingestion check keeps: not blank, no NUL (nor U+FFFE, its stand-in for NULs in CSV)
+CLEAN_TEXT = rf"^[^\u0000\ufffe]*[^{_SPACE}\u0000\ufffe][^\u0000\ufffe]*$"
+CLEAN_ID = rf"^([^\u0000\ufffe]*[^{_SPACE}\u0000\ufffe][^\u0000\ufffe]*)?$"  # or empty: an id from the text
+# RFC 3339 date-time (uppercase T and Z, seconds 00-59, as Python's fromisoformat reads them) with the
+# year 1001-9998: any UTC offset keeps the time inside 1000-9999, which the service stores as 4 digits.
+RFC3339_TIME = (
+    r"^(100[1-9]|10[1-9][0-9]|1[1-9][0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    r"-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+EPOCH_MIN = -30610224000  # 1000-01-01T00:00:00Z
+EPOCH_MAX = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _documented(pattern: str) -> Any:
+    """A JSON Schema constraint for the document only; the service checks the value itself."""
+    return Field(json_schema_extra={"pattern": pattern})
+
+
+def _checked(pattern: str, reason: str) -> AfterValidator:
+    """Refuse what does not match ``pattern`` (the one the document gives) with ``reason``."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if compiled.search(value) is None:
+            raise ValueError(reason)
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra={"pattern": NON_BLANK}),
+    _checked(NON_BLANK, "name must contain a character that is not white space"),
+]
 
 
 class TicketIn(BaseModel):
@@ -12,9 +59,26 @@ class TicketIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | int | None = Field(None, description="External id; a hash of the text when missing.")
-    text: str = Field(..., description="The ticket text (not empty).")
-    created_at: str | float | int | None = Field(None, description="ISO 8601 or epoch seconds.")
+    id: (
+        Annotated[str, Field(json_schema_extra={"pattern": CLEAN_ID, "maxLength": 256})]
+        | Annotated[int, Field(json_schema_extra={"minimum": -(2**63), "maximum": 2**63 - 1})]
+        | None
+    ) = Field(None, description="External id (trimmed); a hash of the text when missing or empty.")
+    text: str = Field(
+        ...,
+        json_schema_extra={"pattern": CLEAN_TEXT},
+        description="The ticket text: not blank, no NUL; at most the service's limit "
+        "(CONSTELLATE_MAX_TEXT_CHARS) after trimming.",
+    )
+    created_at: (
+        Annotated[str, Field(json_schema_extra={"pattern": RFC3339_TIME, "format": "date-time"})]
+        | Annotated[float, Field(json_schema_extra={"minimum": EPOCH_MIN, "maximum": EPOCH_MAX})]
+        | None
+    ) = Field(
+        None,
+        description="RFC 3339 date-time or epoch seconds (years 1000-9999 in UTC); other ISO 8601 forms "
+        "Python reads (a date alone, no offset = UTC) are accepted too. Now when missing.",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -23,7 +87,9 @@ class TicketBatchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tickets: list[TicketIn]
+    tickets: list[TicketIn] = Field(
+        ..., min_length=1, description="One id at most once (ids from the text included): a repeat is 409."
+    )
 
 
 class Accepted(BaseModel):
@@ -51,9 +117,12 @@ class Hit(TicketOut):
 class SearchQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    q: str = Field(..., min_length=1, max_length=2000)
+    q: Annotated[str, Field(min_length=1, max_length=2000), _documented(NO_NUL)]
     cluster_id: int | None = Field(None, ge=0)
-    cluster_name: str | None = Field(None, min_length=1, max_length=500)
+    cluster_name: Annotated[str, Field(min_length=1, max_length=500), _documented(NO_NUL)] | None = Field(
+        None,
+        description="Case-insensitive, trimmed; with cluster_id it must name the same cluster (else 409).",
+    )
     include_outliers: bool = True
     limit: int = Field(10, ge=1, le=100)
 
@@ -95,12 +164,12 @@ class RenameIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., min_length=1, max_length=200)
+    name: Name
     pinned: bool = True
 
 
 class MergeIn(BaseModel):
-    """Merge cluster ``cluster_id`` into the cluster in the path."""
+    """Merge cluster ``cluster_id`` into the cluster in the path (another one: itself is 409)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -113,7 +182,7 @@ class SplitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ticket_ids: list[str] = Field(..., min_length=1, max_length=1000)
-    name: str = Field(..., min_length=1, max_length=200)
+    name: Name
 
 
 class EditOut(BaseModel):

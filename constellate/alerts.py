@@ -137,7 +137,11 @@ class Notifier(Protocol):
 
 
 class WebhookNotifier:
-    """POSTs ``{"alerts": [...]}`` as JSON from a daemon thread, retrying with exponential backoff."""
+    """POSTs ``{"alerts": [...]}`` as JSON from a daemon thread, retrying with exponential backoff.
+
+    Only deliveries still in progress are kept (each thread drops itself when it ends), so a
+    long-lived worker notifying after every run holds no finished threads.
+    """
 
     def __init__(self, url: str, retries: int = 5, backoff: float = 0.5, timeout: float = 10.0) -> None:
         self.url = url
@@ -145,22 +149,44 @@ class WebhookNotifier:
         self.backoff = backoff
         self.timeout = timeout
         self.delivered = 0
-        self._threads: list[threading.Thread] = []
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        """Deliveries not finished yet (delivered, or given up after the last retry)."""
+        with self._lock:
+            return len(self._threads)
 
     def notify(self, alerts: Sequence[dict[str, Any]]) -> None:
         """Send in the background; the caller (a recluster run) never waits."""
         if not alerts:
             return
         body = json.dumps({"alerts": list(alerts)}, default=str).encode()
-        thread = threading.Thread(target=self._send, args=(body,), name="alert-webhook", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        thread = threading.Thread(target=self._deliver, args=(body,), name="alert-webhook", daemon=True)
+        with self._lock:  # registered before it runs, so its own removal always finds it
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._threads.discard(thread)
+            raise
 
     def wait(self, timeout: float) -> None:
         """Let pending deliveries finish (a CLI process about to exit)."""
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        with self._lock:
+            pending = list(self._threads)
+        for thread in pending:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _deliver(self, body: bytes) -> None:
+        try:
+            self._send(body)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def _send(self, body: bytes) -> None:
         delay = self.backoff
@@ -171,7 +197,8 @@ class WebhookNotifier:
                 )
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     if 200 <= response.status < 300:
-                        self.delivered += 1
+                        with self._lock:  # deliveries run side by side
+                            self.delivered += 1
                         return
             except Exception as exc:  # any failure is retried; the run has long finished
                 log.warning("alert webhook attempt %d/%d failed: %s", attempt, self.retries, exc)

@@ -28,3 +28,8 @@ class NotFound(InputError):
 class LeaseLost(ConstellateError):
     """A run no longer owns the run lock (its lease ran out, or a newer run claimed the store): it
     stops writing and never switches."""
+
+
+class Conflict(InputError):
+    """The request is well formed but conflicts with the current state (HTTP 409): a cluster merged
+    into itself, a filter naming two different clusters, tickets that are not where a split says."""

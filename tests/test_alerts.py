@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
+import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -20,9 +22,10 @@ from tests.topics import topic_data
 
 
 class Receiver:
-    """A local webhook endpoint that fails the first ``failures`` posts with 503."""
+    """A local webhook endpoint that fails the first ``failures`` posts with 503 and, given a ``gate``,
+    answers no post before the gate is set."""
 
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, gate: threading.Event | None = None) -> None:
         self.bodies: list[dict] = []
         self.attempts = 0
         receiver = self
@@ -31,6 +34,8 @@ class Receiver:
             def do_POST(self) -> None:
                 receiver.attempts += 1
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if gate is not None:
+                    gate.wait(30)
                 if receiver.attempts <= failures:
                     self.send_response(503)
                 else:
@@ -136,11 +141,38 @@ def test_webhook_retries_with_backoff_and_never_blocks() -> None:
     assert receiver.bodies == [{"alerts": [{"alert_id": "x", "rule": "born"}]}]
 
 
+def test_webhook_keeps_no_finished_delivery_and_waits_for_pending_ones() -> None:
+    gate = threading.Event()
+    receiver = Receiver(gate=gate)
+    try:
+        notifier = WebhookNotifier(receiver.url, retries=1, backoff=0.01)
+        before = set(threading.enumerate())
+        for i in range(3):
+            notifier.notify([{"alert_id": f"a{i}"}])
+        started = [t for t in threading.enumerate() if t not in before and t.name == "alert-webhook"]
+        assert len(started) == 3 and notifier.pending == 3 and notifier.delivered == 0
+        deliveries = [weakref.ref(t) for t in started]
+        del started
+        threading.Timer(0.3, gate.set).start()
+        notifier.wait(10)  # returns once the three held deliveries went through
+        assert notifier.delivered == 3 and notifier.pending == 0
+        for i in range(50):  # a long-lived worker: one delivery per run
+            notifier.notify([{"alert_id": f"b{i}"}])
+            notifier.wait(10)
+    finally:
+        gate.set()
+        receiver.close()
+    assert notifier.delivered == 53
+    gc.collect()
+    assert [ref for ref in deliveries if ref() is not None] == []  # nothing holds a finished thread
+    assert notifier.pending == 0
+
+
 def test_an_unreachable_webhook_gives_up_quietly() -> None:
     notifier = WebhookNotifier("http://127.0.0.1:9/nothing-listens", retries=2, backoff=0.01, timeout=1)
     notifier.notify([{"alert_id": "y"}])
     notifier.wait(10)
-    assert notifier.delivered == 0
+    assert notifier.delivered == 0 and notifier.pending == 0  # a delivery that gave up is dropped too
 
 
 def test_scattered_outliers_alone_raise_no_group() -> None:

@@ -1,6 +1,11 @@
-"""Settings: production refuses missing or placeholder secrets, and errors never quote a secret."""
+"""Settings: production refuses missing or placeholder secrets, and errors never quote a secret; the CI
+entry refuses a compose file it cannot validate."""
 
 from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +63,55 @@ def test_bad_values_name_the_setting_not_the_value(monkeypatch) -> None:
 def test_placeholder_words() -> None:
     assert is_placeholder("change-me-please-now") and is_placeholder("my-secret-is-long-enough")
     assert not is_placeholder(REAL)
+
+
+CI_RUN = Path(__file__).resolve().parents[1] / ".ci" / "run"
+
+
+def _run_ci(tmp_path: Path, apt_get: str, docker_compose: str | None) -> subprocess.CompletedProcess:
+    """Run .ci/run in a copy of the repo's layout, with stub apt-get / docker-compose / scripts/test on a
+    PATH that holds nothing else but the few tools the script uses."""
+    root = tmp_path / "repo"
+    (root / ".ci").mkdir(parents=True)
+    (root / "scripts").mkdir()
+    shutil.copy(CI_RUN, root / ".ci" / "run")
+    (root / ".env.example").write_text("CONSTELLATE_API_KEY=change-me-api-key\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname", "mktemp", "tail", "rm"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    stubs = {root / "scripts" / "test": 'echo "suite ran"', bin_dir / "apt-get": apt_get}
+    if docker_compose is not None:
+        stubs[bin_dir / "docker-compose"] = f'echo "$@" > {tmp_path}/compose-args\n{docker_compose}'
+    for path, body in stubs.items():
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    return subprocess.run(
+        [shutil.which("bash"), str(root / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "apt_get, docker_compose, reason",
+    [
+        ('echo "E: Unable to locate package docker-compose" >&2; exit 100', None, "not installed"),
+        ("exit 0", None, "not installed"),  # apt-get claims success but nothing is on the PATH
+        ("exit 0", 'echo "services.api.ports must be a list" >&2; exit 1', "is not valid"),
+    ],
+    ids=["install-fails", "still-missing", "invalid-compose"],
+)
+def test_ci_fails_when_it_cannot_validate_the_compose_file(tmp_path, apt_get, docker_compose, reason) -> None:
+    done = _run_ci(tmp_path, apt_get, docker_compose)
+    assert done.returncode != 0
+    assert "error: docker-compose" in done.stderr and reason in done.stderr, done.stderr
+    assert "suite ran" not in done.stdout  # the suite never starts on an unvalidated compose file
+    if "Unable to locate" in apt_get:
+        assert "Unable to locate package docker-compose" in done.stderr  # apt-get's reason is shown
+
+
+def test_ci_validates_the_compose_file_then_runs_the_suite(tmp_path) -> None:
+    done = _run_ci(tmp_path, "exit 0", "exit 0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["docker-compose.yml: valid", "suite ran"]
+    assert (tmp_path / "compose-args").read_text().split() == ["--env-file", ".env.example", "config", "-q"]

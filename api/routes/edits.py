@@ -12,6 +12,7 @@ from api.schemas import LimitQuery, MergeIn, RenameIn, SplitIn
 from api.services import services
 from api.views import json_body, parse_query
 from constellate import edits
+from constellate.exceptions import Conflict, InputError, NotFound
 
 bp = Blueprint("edits", __name__)
 
@@ -34,6 +35,8 @@ def rename(cluster_id: int) -> Any:
 def merge(cluster_id: int) -> Any:
     """Merge the body's ``cluster_id`` into this cluster; later runs keep them one."""
     body = _body(MergeIn)
+    if body.cluster_id == cluster_id:  # well formed (the schema cannot relate body to path), so 409
+        raise Conflict(f"cluster {cluster_id} cannot be merged into itself; name another cluster")
     return jsonify(edits.merge_clusters(services().store, cluster_id, body.cluster_id))
 
 
@@ -41,7 +44,14 @@ def merge(cluster_id: int) -> Any:
 def split(cluster_id: int) -> Any:
     """Move tickets of this cluster into a new pinned cluster; 201 with the edit (its ``cluster_id``)."""
     body = _body(SplitIn)
-    return jsonify(edits.split_cluster(services().store, cluster_id, body.ticket_ids, body.name)), 201
+    try:
+        return jsonify(edits.split_cluster(services().store, cluster_id, body.ticket_ids, body.name)), 201
+    except NotFound:
+        raise
+    except InputError as exc:
+        # The body passed the schema (name, ticket_ids), so what the core still refuses is the state:
+        # a ticket outside this cluster, or a split that would leave it empty.
+        raise Conflict(str(exc)) from exc
 
 
 @bp.post("/tickets/<path:ticket_id>/not-outlier")

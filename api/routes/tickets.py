@@ -42,6 +42,7 @@ def post_tickets() -> Any:
 
     tickets: list[Ticket] = []
     errors: list[dict[str, Any]] = []
+    repeats: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     too_long = False
     for index, item in enumerate(items):
@@ -59,15 +60,22 @@ def post_tickets() -> Any:
             continue
         if ticket.id in seen:
             reason = f"id {ticket.id!r} repeats item {seen[ticket.id]}; one batch may hold an id once"
-            errors.append({"index": index, "field": "id", "reason": reason})
+            repeats.append({"index": index, "field": "id", "reason": reason})
             continue
         seen[ticket.id] = index
         tickets.append(ticket)
     if errors:
         status = 413 if too_long and all("limit is" in e["reason"] for e in errors) else 422
-        raise ApiError(status, "invalid tickets; nothing was accepted", errors)
+        raise ApiError(status, "invalid tickets; nothing was accepted", sorted(errors + repeats, key=_index))
+    if repeats:
+        # every item is valid on its own (the schema cannot say ids are unique across items): 409
+        raise ApiError(409, "one ticket twice in a batch; nothing was accepted", repeats)
     publish(svc.redis, tickets)
     return jsonify({"accepted": len(tickets), "ids": [t.id for t in tickets]}), 202
+
+
+def _index(error: dict[str, Any]) -> int:
+    return int(error["index"])
 
 
 @bp.get("/tickets/<path:ticket_id>")

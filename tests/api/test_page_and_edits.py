@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import jsonschema_rs
 from pydantic import SecretStr
 
 from api import create_app
@@ -86,11 +87,13 @@ def test_bad_edits_get_json_reasons(client) -> None:
     cid = _clusters(client)[0]["cluster_id"]
     cases = [
         ("PATCH", f"/clusters/{cid}", {"name": ""}, 422),
+        ("PATCH", f"/clusters/{cid}", {"name": " \t\u3000"}, 422),
         ("PATCH", f"/clusters/{cid}", {"name": "ok", "colour": "red"}, 422),
         ("PATCH", "/clusters/999", {"name": "ok"}, 404),
-        ("POST", f"/clusters/{cid}/merge", {"cluster_id": cid}, 422),
+        ("POST", f"/clusters/{cid}/merge", {"cluster_id": cid}, 409),
         ("POST", f"/clusters/{cid}/merge", {"cluster_id": 999}, 404),
         ("POST", f"/clusters/{cid}/split", {"ticket_ids": [], "name": "x"}, 422),
+        ("POST", f"/clusters/{cid}/split", {"ticket_ids": ["t0-1"], "name": "\n"}, 422),
         ("POST", f"/clusters/{cid}/split", {"ticket_ids": ["nope"], "name": "x"}, 404),
         ("POST", "/tickets/nope/not-outlier", None, 404),
     ]
@@ -118,3 +121,38 @@ def test_alerts_route_lists_stored_alerts(client, api_store) -> None:
         },
     )
     assert [a["alert_id"] for a in client.get("/alerts").get_json()["alerts"]] == ["r:born:7"]
+
+
+def test_edits_that_conflict_with_the_clusters_are_409(client) -> None:
+    """Schema-valid edits the current state refuses: the document's 409, and nothing changes."""
+    before = _clusters(client)
+    first, second = before[:2]
+    a, b = first["cluster_id"], second["cluster_id"]
+    outsider = client.get(f"/search?q=x&limit=1&cluster_id={b}").get_json()["hits"][0]["ticket_id"]
+    members = [h["ticket_id"] for h in client.get(f"/search?q=x&limit=100&cluster_id={a}").get_json()["hits"]]
+    assert len(members) == first["size"]
+    cases = [
+        (f"/clusters/{a}/merge", {"cluster_id": a}, "into itself"),
+        (f"/clusters/{a}/split", {"ticket_ids": [outsider], "name": "moved"}, f"not in cluster {a}"),
+        (f"/clusters/{a}/split", {"ticket_ids": members, "name": "all of it"}, "leave tickets behind"),
+    ]
+    for path, body, reason in cases:
+        resp = client.post(path, json=body)
+        assert resp.status_code == 409 and reason in resp.get_json()["error"], resp.get_json()
+    assert _clusters(client) == before
+    assert client.get("/edits").get_json()["edits"] == []
+
+
+def test_the_name_check_is_the_documented_pattern(client) -> None:
+    """A name is accepted exactly when the document's pattern matches it, to Python's regex engine and
+    to jsonschema-rs's alike (white space to either does not count)."""
+    spec = client.get("/openapi.json").get_json()["components"]["schemas"]["RenameIn"]
+    valid = jsonschema_rs.Draft202012Validator(spec).is_valid
+    pattern = spec["properties"]["name"]["pattern"]
+    cid = _clusters(client)[0]["cluster_id"]
+    blank = [" \t", "\x1c", "\x85", "\ufeff", "\u2003", "\u3000\n"]
+    for name in ["x", " padded ", "\x1cA", "名前", *blank]:
+        documented = re.search(pattern, name) is not None
+        assert documented == valid({"name": name}) == (name not in blank), name
+        resp = client.patch(f"/clusters/{cid}", json={"name": name})
+        assert resp.status_code == (200 if documented else 422), (name, resp.get_json())

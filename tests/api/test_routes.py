@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import jsonschema_rs
 import pytest
 import redis
 from pydantic import SecretStr
@@ -33,6 +35,13 @@ def test_post_a_batch_and_ids_from_text(client) -> None:
     ("body", "status", "needle"),
     [
         ({"tickets": [{"id": "a", "text": "ok"}, {"id": "b", "text": "  "}]}, 422, "empty text"),
+        (
+            {"tickets": [{"id": "a", "text": "x"}, {"id": "b", "text": ""}, {"id": "a", "text": "y"}]},
+            422,
+            "repeats",
+        ),
+        ({"tickets": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}, 409, "repeats item 0"),
+        ({"tickets": [{"text": "same"}, {"text": "same"}]}, 409, "repeats item 0"),  # ids from the text
         ({"tickets": [{"id": "a", "text": 3}]}, 422, "valid string"),
         ({"tickets": [{"id": "a", "text": "x", "colour": "red"}]}, 422, "Extra inputs"),
         ({"tickets": []}, 422, "non-empty"),
@@ -78,6 +87,20 @@ def test_search_filtered_by_cluster_honours_the_filter(client) -> None:
     name = client.get(f"/clusters/{other}").get_json()["name"]
     by_name = client.get("/search", query_string={"q": "x", "cluster_name": name}).get_json()
     assert by_name["cluster_id"] == other
+
+
+def test_search_by_cluster_id_and_name(client) -> None:
+    """Both given: they must name the same cluster (200, that cluster) or it is the documented 409."""
+    one, other = (client.get(f"/tickets/t{i}-0").get_json()["cluster_id"] for i in (0, 2))
+    name = client.get(f"/clusters/{other}").get_json()["name"]
+    same = client.get(
+        "/search", query_string={"q": "x", "cluster_id": other, "cluster_name": f" {name.upper()} "}
+    )
+    assert same.status_code == 200 and same.get_json()["cluster_id"] == other
+    clash = client.get("/search", query_string={"q": "x", "cluster_id": one, "cluster_name": name})
+    assert clash.status_code == 409 and "different clusters" in clash.get_json()["error"]
+    gone = client.get("/search", query_string={"q": "x", "cluster_id": 999, "cluster_name": name})
+    assert gone.status_code == 404  # a cluster that does not exist is not a conflict
 
 
 def test_search_without_outliers(client) -> None:
@@ -157,6 +180,60 @@ def test_healthz_and_openapi(client) -> None:
     assert spec["openapi"].startswith("3.")
     assert {"/tickets", "/search", "/clusters", "/outliers", "/runs", "/recluster"} <= set(spec["paths"])
     assert "TicketIn" in spec["components"]["schemas"]
+
+
+def test_every_route_is_documented_and_the_open_ones_say_so(app) -> None:
+    """The document lists every route the app serves, with 401 on keyed ones and ``security: []``
+    on the ones the key check lets through."""
+    spec = app.test_client().get("/openapi.json").get_json()
+    served = {
+        (method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"  # Flask's own /static/<filename>: the same files as /static/<name>
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {(method, path) for path, ops in spec["paths"].items() for method in ops}
+    assert documented == served
+    open_ops = set()
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if op.get("security") == []:
+                open_ops.add(path)
+                assert "401" not in op["responses"]
+            else:
+                assert "401" in op["responses"], (method, path)
+    assert open_ops == {"/", "/healthz", "/static/{name}"}
+    limits = spec["components"]["schemas"]
+    assert limits["TicketIn"]["properties"]["text"]["maxLength"] == 200  # the app's max_text_chars
+    assert limits["TicketBatchIn"]["properties"]["tickets"]["maxItems"] == 5  # and max_batch
+
+
+def test_created_at_is_accepted_exactly_inside_the_documented_bounds(client, redis_url) -> None:
+    """The document (judged by jsonschema-rs, formats on) and the service agree on created_at."""
+    spec = client.get("/openapi.json").get_json()
+    valid = jsonschema_rs.Draft202012Validator(
+        spec["components"]["schemas"]["TicketIn"], validate_formats=True
+    ).is_valid
+    accepted = [
+        (-30610224000, "1000-01-01T00:00:00Z"),  # the documented minimum
+        (253402300799, "9999-12-31T23:59:59Z"),  # and maximum
+        (253402300798.9999999, "9999-12-31T23:59:59Z"),
+        ("1001-01-01T00:00:00+23:59", "1000-12-31T00:01:00Z"),  # the pattern's extremes
+        ("9998-12-31T23:59:59.999999-23:59", "9999-01-01T23:58:59Z"),
+        ("2024-02-29T12:00:00Z", "2024-02-29T12:00:00Z"),
+    ]
+    for created_at, stored in accepted:
+        body = {"id": "t", "text": "x", "created_at": created_at}
+        assert valid(body), created_at
+        resp = client.post("/tickets", json=body)
+        assert resp.status_code == 202, (created_at, resp.get_json())
+        entries = redis.Redis.from_url(redis_url).xrange(STREAM_KEY)
+        assert json.loads(entries[-1][1][b"ticket"])["created_at"] == stored
+    for created_at in (253402300800, -62135596801, 1e300, "2023-02-29T00:00:00Z", "merge", "NaN"):
+        body = {"id": "t", "text": "x", "created_at": created_at}
+        assert not valid(body), created_at
+        resp = client.post("/tickets", json=body)
+        assert resp.status_code == 422 and "created_at" in json.dumps(resp.get_json())
 
 
 def test_healthz_reports_a_dead_broker(api_store, hash_embedder) -> None:
