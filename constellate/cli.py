@@ -501,11 +501,11 @@ def ingestion_command() -> None:
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results here."
 )
 def bench(mode: str, scale_max: int | None, json_path: Path | None) -> None:
-    """Benchmarks with ratios to baselines measured in the same run (see constellate.bench)."""
+    """Benchmarks with ratios to baselines measured in the same run (see the bench package)."""
     import tempfile
 
     if mode == "scale":
-        from constellate.bench_scale import SCALE_SIZES, bench_scale
+        from bench.scale import SCALE_SIZES, bench_scale
 
         sizes = [n for n in SCALE_SIZES if scale_max is None or n <= scale_max] or [
             scale_max or SCALE_SIZES[0]
@@ -515,7 +515,7 @@ def bench(mode: str, scale_max: int | None, json_path: Path | None) -> None:
             json_path.write_text(json.dumps(results, indent=2))
             click.echo(f"wrote {json_path}")
         return
-    from constellate.bench import run_bench
+    from bench.run import run_bench
 
     with tempfile.TemporaryDirectory(prefix="constellate-bench-") as tmp:
         results = run_bench(mode, lambda line: click.echo(line), Path(tmp) / "models")

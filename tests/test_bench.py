@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from constellate.bench import run_bench
+from bench.run import run_bench
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 from celery import Celery
 
-from constellate.bench_data import fill_store, scale_vectors
+from bench.data import fill_store, scale_vectors
 from constellate.config import Settings
 from constellate.datasets import load_banking77
 from constellate.labels import slot_field

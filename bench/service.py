@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from constellate.bench_data import Say, fill_store, scale_vectors, timed
+from bench.data import Say, fill_store, scale_vectors, timed
 from constellate.config import Settings
 from constellate.embedding import load_embedder
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from constellate.bench_data import Say, fill_store, scale_vectors, timed
-from constellate.bench_service import bench_ingest_api, bench_page, bench_search
+from bench.data import Say, fill_store, scale_vectors, timed
+from bench.service import bench_ingest_api, bench_page, bench_search
 from constellate.config import Settings
 from constellate.datasets import load_banking77
 from constellate.embedding import SentenceTransformerEmbedder, load_embedder, normalize
@@ -126,7 +126,7 @@ def bench_recluster(sizes: Sequence[int], base: np.ndarray, texts: Sequence[str]
             fill_store(Path(tmp), vectors, texts, rows)
             del vectors
             proc = subprocess.run(
-                [sys.executable, "-m", "constellate.bench", "recluster-child", tmp],
+                [sys.executable, "-m", "bench.run", "recluster-child", tmp],
                 capture_output=True,
                 text=True,
                 check=True,
