@@ -61,7 +61,7 @@ def test_a_part_whose_worker_dies_is_redelivered_and_the_run_switches_once(
         "CONSTELLATE_REDIS_URL": redis_url,
         "CONSTELLATE_RECLUSTER_PARTS": "2",
         "CONSTELLATE_RECLUSTER_PAGE_SIZE": "16",  # many small pages: the parts take a while
-        "CONSTELLATE_RECLUSTER_MAX_SECONDS": "15",  # a killed worker's task comes back after 15 s
+        "CONSTELLATE_RECLUSTER_MAX_SECONDS": "60",  # a killed part comes back after 60 s; the trigger (~30 s loaded) is not redelivered while it runs
         "CONSTELLATE_UMAP_MIN_POINTS": "1000000",  # PCA: no numba compile in the worker
         "CONSTELLATE_MAP_POINTS": "100",
     }
