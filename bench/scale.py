@@ -26,7 +26,7 @@ from constellate.config import Settings
 Say = Callable[[str], None]
 SCALE_SIZES = (100_000, 300_000, 1_000_000, 3_000_000)
 JITTER = 0.02
-INDEX_MAX = 300_000  # above this the stores are not HNSW-indexed (a 1M build took over an hour here)
+INDEX_MAX = 100_000  # above this the stores are not HNSW-indexed (a 1M build took over an hour here; the runs never search)
 
 
 def _rss_mb(field: str = "VmRSS") -> float:
