@@ -261,9 +261,8 @@ def _run_lock(settings: Settings) -> Any:
 
 def _recluster_via_service(settings: Settings, progress: Any) -> dict[str, Any]:
     """Hand the run to the service that has the embedded store open, through its broker, and wait."""
-    from celery import Celery
-
     from constellate.embedded_redis import redis_url
+    from constellate.service_run import recluster_via_service
 
     try:
         url = redis_url(settings, start=False)
@@ -272,9 +271,8 @@ def _recluster_via_service(settings: Settings, progress: Any) -> dict[str, Any]:
             f"the store under {settings.data_dir} is open in another process and no broker answers for it"
         ) from exc
     progress("the store is open in a running service: asking its worker to recluster")
-    client = Celery("constellate-cli", broker=url, backend=url, set_as_current=False)
     try:
-        return dict(client.send_task("constellate.recluster").get(timeout=settings.recluster_max_seconds))
+        return recluster_via_service(url, settings, say=progress)
     except Exception as exc:
         raise click.ClickException(f"the service's recluster failed: {exc}") from exc
 
