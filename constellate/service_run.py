@@ -27,16 +27,18 @@ class ServiceLost(ConstellateError):
 def recluster_via_service(
     url: str,
     settings: Settings,
-    idle_limit: float = 300.0,
+    idle_limit: float | None = None,
     poll: float = 2.0,
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Send a recluster task to the service on broker ``url`` and return the task's result.
 
-    Raises :class:`ServiceLost` when no run held the lock for ``idle_limit`` seconds and no result
-    came (the default allows for the embedded engine's background optimisation, which pauses the
-    service's worker while it runs), and :class:`TimeoutError` after ``recluster_max_seconds``.
+    Raises :class:`ServiceLost` when no run held the lock for ``idle_limit`` seconds (default: five
+    leases, at least a minute — room for the embedded engine's background optimisation, which pauses
+    the service's worker) and no result came, and :class:`TimeoutError` after ``recluster_max_seconds``.
     """
+    if idle_limit is None:
+        idle_limit = max(60.0, 5.0 * settings.recluster_lock_seconds)
     import redis
     from celery import Celery
     from celery.exceptions import TimeoutError as ResultTimeout

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 from collections import Counter
+from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -46,6 +47,9 @@ RESTARTS = 3
 POSTERS, SEARCHERS = 2, 2
 BATCH, POST_EVERY = 10, 0.5  # 2 posters x 10 tickets every 0.5 s: 40 tickets/s
 SEED = int(os.environ.get("CONSTELLATE_SOAK_SEED", "11"))
+# A 20 s lease: a killed service's run frees the lock sooner, and a CLI whose request the killed
+# service took gives up after five leases with nobody holding the lock (instead of five minutes).
+ENV = {"CONSTELLATE_API_KEY": KEY, "CONSTELLATE_RECLUSTER_LOCK_SECONDS": "20"}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -65,9 +69,7 @@ class Service:
 
     def start(self) -> None:
         self.starts += 1
-        self.proc, _ = start_up(
-            self.data, self.logs / f"up{self.starts}.log", {"CONSTELLATE_API_KEY": KEY}, self.port
-        )
+        self.proc, _ = start_up(self.data, self.logs / f"up{self.starts}.log", ENV, self.port)
 
     def kill_and_restart(self) -> float:
         down = time.monotonic()
@@ -113,8 +115,9 @@ def test_chaos_soak(tmp_path: Path) -> None:
         started = time.monotonic()
         try:
             status, resp = call(method, path, body)
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            record(kind, started, "conn", str(exc)[:100])
+        except (urllib.error.URLError, ConnectionError, OSError, HTTPException) as exc:
+            # HTTPException: the process died mid-response (IncompleteRead, RemoteDisconnected)
+            record(kind, started, "conn", f"{type(exc).__name__}: {exc}"[:100])
             return "conn", None
         record(kind, started, status, str(resp)[:200] if status >= 400 else "")
         return status, resp
@@ -197,7 +200,7 @@ def test_chaos_soak(tmp_path: Path) -> None:
 
         def recluster_from_cli() -> None:
             started = time.monotonic()
-            env = {"CONSTELLATE_API_KEY": KEY}
+            env = ENV
             proc = spawn(["recluster", "--json", "--data-dir", str(svc.data)], env, tmp_path / "cli.log")
             code = proc.wait(900)
             cli_runs.append({"code": code, "t0": started, "t1": time.monotonic()})
