@@ -31,7 +31,8 @@ def recluster_via_service(
     poll: float = 2.0,
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Send a recluster task to the service on broker ``url`` and return the task's result.
+    """Send a recluster task to the service on broker ``url`` and return the run's result (for a
+    fanned-out run, the result of the chord's body that switched).
 
     Raises :class:`ServiceLost` when no run held the lock for ``idle_limit`` seconds (default: five
     leases, at least a minute — room for the embedded engine's background optimisation, which pauses
@@ -53,7 +54,12 @@ def recluster_via_service(
     holder = None
     while True:
         try:
-            return dict(result.get(timeout=poll))
+            answer = dict(result.get(timeout=poll))
+            if answer.get("status") != "dispatched" or not answer.get("finish_task_id"):
+                return answer
+            # fanned out: the answer that matters is the chord's body, which switches
+            result, idle_since = client.AsyncResult(answer["finish_task_id"]), None
+            continue
         except ResultTimeout:
             pass
         now = time.monotonic()

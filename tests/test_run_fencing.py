@@ -12,9 +12,9 @@ from constellate import cli
 from constellate.config import Settings
 from constellate.exceptions import LeaseLost
 from constellate.naming import KeyBERTNamer
-from constellate.pipeline import recluster
-from constellate.pipeline.switch import claim
-from constellate.run_lock import RunLock
+from constellate.pipeline import Plan, Stages, label_range, prepare, recluster
+from constellate.pipeline.switch import FencedLease, claim
+from constellate.run_lock import NoLease, RunLock
 from constellate.store import edge_store
 from tests.topics import topic_data
 from tests.views import all_views
@@ -112,3 +112,29 @@ def test_the_cli_waits_for_a_run_that_holds_the_lock(live, redis_url, monkeypatc
         assert reopened.get_state()["current_run"] == run["run_id"]
     finally:
         reopened.close()
+
+
+def test_a_part_of_a_superseded_run_writes_nothing(live) -> None:
+    """A fanned-out part redelivered after a newer run claimed and switched (it could take the free
+    Redis lock again): the store's claim stops it before its first write."""
+    store, settings, namer, _ = live
+    stale = prepare(store, settings, namer, NoLease(), Stages())
+    assert isinstance(stale, Plan)
+    newer = recluster(store, settings, namer=namer)  # claims after the stale plan, switches
+    assert newer["status"] == "succeeded"
+    before = all_views(store)
+    with pytest.raises(LeaseLost, match="claim"):
+        label_range(store, stale, FencedLease(NoLease(stale.run_id), store), page_size=64)
+    assert all_views(store) == before
+    assert store.get_run(stale.run_id)["status"] == "failed"  # abandoned by the newer claim
+
+
+def test_a_run_stopped_after_its_switch_stays_succeeded_and_its_labels_are_not_rewritten(live) -> None:
+    """Killed between the switch and saving its record: the next run must not call the live run
+    failed (that made it rewrite every label the live run wrote)."""
+    store, settings, namer, _ = live
+    run = recluster(store, settings, namer=namer)
+    store.save_run({**run, "status": "running"})  # as the record stood when the process died
+    after = recluster(store, settings, namer=namer)
+    assert store.get_run(run["run_id"])["status"] == "succeeded"
+    assert after["status"] == "succeeded" and after["written"] == 0  # nothing changed since

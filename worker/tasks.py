@@ -32,6 +32,7 @@ from constellate.pipeline import (
     prepare,
     recluster,
 )
+from constellate.pipeline.switch import FencedLease
 from constellate.run_lock import RunLock
 
 if TYPE_CHECKING:
@@ -108,6 +109,14 @@ def run_part(res: Resources, run_id: str, index: int, parts: int) -> dict[str, A
         raise LeaseLost(f"run {run_id} lost the recluster lock to run {lock.holder()}")
     lock.keep_alive()
     try:
+        # A part redelivered after its run was superseded (a newer run claimed, even switched, in
+        # between) could take the free lock again: the store's claim says whether it may still write.
+        fenced = FencedLease(lock, res.store)
+        try:
+            fenced.confirm()
+        except LeaseLost:
+            lock.release_if_held()  # revived for a superseded run: free it at once
+            raise
         plan_key, parts_key = _keys(run_id)
         data = res.redis.get(plan_key)
         if data is None:
@@ -118,7 +127,7 @@ def run_part(res: Resources, run_id: str, index: int, parts: int) -> dict[str, A
         result = label_range(
             res.store,
             plan,
-            lock,
+            fenced,
             res.settings.recluster_page_size,
             start,
             stop,
@@ -146,6 +155,8 @@ def run_finish(res: Resources, run_id: str, parts: int) -> dict[str, Any]:
         raise LeaseLost(f"run {run_id} lost the recluster lock to run {lock.holder()}")
     lock.keep_alive()
     try:
+        fenced = FencedLease(lock, res.store)
+        fenced.confirm()
         plan = Plan.from_bytes(res.redis.get(plan_key))
         counts = [json.loads(v) for v in stored.values()]
         stages = Stages(log.info, plan.record.get("seconds", {}))
@@ -157,7 +168,7 @@ def run_finish(res: Resources, run_id: str, parts: int) -> dict[str, Any]:
             res.settings,
             plan,
             [PartResult.from_dict(c) for c in counts],
-            lock,
+            fenced,
             stages,
             res.notifier,
             res.optimizer,

@@ -10,6 +10,7 @@ at ingest against the old run, stray labels of runs that never switched, and the
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from constellate.assign import CentroidAssigner
 from constellate.edits import apply_to_live, enforce_ticket_edits, list_edits, mark_edited
 from constellate.exceptions import LeaseLost
 from constellate.labels import INGEST, NOT_OUTLIER, slot_field
+from constellate.run_lock import Lease
 from constellate.store.base import Filter, IsEmpty, Match, MatchAny, VectorStore
 from constellate.tickets import utc_now_precise
 
@@ -44,14 +46,56 @@ def claim(store: VectorStore, run_id: str) -> dict[str, Any]:
 
 def abandon_stale_runs(store: VectorStore, run_id: str) -> list[str]:
     """Mark runs still ``running`` (other than ``run_id``) failed: our claim superseded them, so none
-    of them can switch any more. Returns their ids (their stray labels are repaired after our switch)."""
+    of them can switch any more. Returns their ids (their stray labels are repaired after our switch).
+
+    The live run is the exception: it switched and its process stopped before it saved its record,
+    so it is recorded succeeded (its repairs are done by our run's after-switch stage), never failed
+    — a failed live run would make the next pass rewrite every label it wrote.
+    """
+    live = store.get_state().get("current_run")
     stale = []
     for old in store.list_runs(limit=20):
-        if old.get("status") == "running" and old["run_id"] != run_id:
+        if old.get("status") != "running" or old["run_id"] == run_id:
+            continue
+        if old["run_id"] == live:
+            old.update(
+                status="succeeded", after_switch_error="stopped after its switch; run " + run_id + " repairs"
+            )
+        else:
             old.update(status="failed", error="abandoned: superseded by run " + run_id)
-            store.save_run(old)
             stale.append(old["run_id"])
+        store.save_run(old)
     return stale
+
+
+def still_claimed(store: VectorStore, run_id: str) -> bool:
+    """Whether ``run_id`` still holds the state's claim (claimed, not switched, no newer claim)."""
+    return store.get_state().get("claim") == run_id
+
+
+class FencedLease:
+    """A lease that also re-reads the store's claim every ``every`` seconds: a task that carries on a
+    run after a gap (a redelivered part) stops writing once a newer run has claimed the store, even if
+    it could take the Redis lock again."""
+
+    def __init__(self, lease: Lease, store: VectorStore, every: float = 10.0) -> None:
+        self.lease, self.store, self.every = lease, store, every
+        self.run_id = lease.run_id
+        self._verified = 0.0
+
+    def _verify(self) -> None:
+        if not still_claimed(self.store, self.run_id):
+            raise LeaseLost(f"run {self.run_id} no longer holds the store's claim (a newer run claimed it)")
+        self._verified = time.monotonic()
+
+    def check(self) -> None:
+        self.lease.check()
+        if time.monotonic() - self._verified >= self.every:
+            self._verify()
+
+    def confirm(self) -> None:
+        self.lease.confirm()
+        self._verify()
 
 
 def switch(
