@@ -44,12 +44,12 @@ class ServiceCollector:
             value=outliers / tickets if tickets else 0,
         )
         runs = store.list_runs(limit=20)
-        done = [r for r in runs if r.get("status") == "succeeded"]
+        done = [r for r in runs if r.get("status") == "succeeded" and r.get("finished_at")]
         if done:
             yield GaugeMetricFamily(
                 "constellate_recluster_seconds",
                 "Duration of the last successful run",
-                value=done[0]["seconds"]["total"],
+                value=float((done[0].get("seconds") or {}).get("total", float("nan"))),
             )
             finished = calendar.timegm(time.strptime(done[0]["finished_at"][:19], "%Y-%m-%dT%H:%M:%S"))
             yield GaugeMetricFamily(

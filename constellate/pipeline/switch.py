@@ -52,14 +52,17 @@ def abandon_stale_runs(store: VectorStore, run_id: str) -> list[str]:
     so it is recorded succeeded (its repairs are done by our run's after-switch stage), never failed
     — a failed live run would make the next pass rewrite every label it wrote.
     """
-    live = store.get_state().get("current_run")
+    state = store.get_state()
+    live = state.get("current_run")
     stale = []
     for old in store.list_runs(limit=20):
         if old.get("status") != "running" or old["run_id"] == run_id:
             continue
         if old["run_id"] == live:
             old.update(
-                status="succeeded", after_switch_error="stopped after its switch; run " + run_id + " repairs"
+                status="succeeded",
+                finished_at=state.get("switched_at") or utc_now_precise(),
+                after_switch_error=f"stopped after its switch; run {run_id} repairs",
             )
         else:
             old.update(status="failed", error="abandoned: superseded by run " + run_id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 from celery.contrib.testing.worker import start_worker
 
 from constellate.config import Settings
 from constellate.naming import KeyBERTNamer
 from constellate.pipeline import recluster
+from constellate.run_lock import LOCK_KEY
 from constellate.store import edge_store
 from tests.topics import topic_data
 from tests.views import all_views
@@ -82,7 +84,13 @@ def test_a_part_that_fails_fails_the_whole_run(tmp_path, redis_url, hash_embedde
             assert run["status"] == "failed" and "part" in run["error"]
             assert store.get_state().get("current_run") is None  # readers never saw a partial run
             monkeypatch.setattr(tasks, "label_range", real)
-            again = app.send_task(RECLUSTER_TASK).get(timeout=120)  # the lock was freed
+            # the abort task records the failure, then frees the lock: wait for the second step
+            lock = redis.Redis.from_url(redis_url)
+            deadline = time.monotonic() + 60
+            while lock.exists(LOCK_KEY) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not lock.exists(LOCK_KEY)
+            again = app.send_task(RECLUSTER_TASK).get(timeout=120)
             assert again["status"] == "dispatched"
             assert _wait_for_run(store, again["run_id"])["status"] == "succeeded"
     finally:
