@@ -268,6 +268,7 @@ def bench_scale(sizes: Sequence[int], say: Say, work: Path | None = None) -> dic
         series = json.loads(child.stdout.strip().splitlines()[-1])
         series["build_s"] = round(build_s, 1)
         results[str(n)] = series
+        say(f"scale   N={n} json {json.dumps(series)}")  # every figure as soon as it is measured
         say(
             f"scale   N={n}: first {series['first_s']} s (peak {series['first_peak_rss_mb']} MB), "
             f"unchanged {series['unchanged_s']} s (wrote {series['unchanged_written']:.2%}), "

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     outlier_score_tolerance: float = Field(
         0.02, ge=0.0, le=1.0, description="A run rewrites a ticket's outlier score only if it moved more."
     )
+    label_stay_margin: float = Field(
+        0.03,
+        ge=0.0,
+        le=1.0,
+        description="A ticket a run labelled stays in its cluster (if it continues) unless another "
+        "centroid is this much more similar (cosine); 0 = always the nearest.",
+    )
     recluster_parts: int = Field(
         1, ge=1, le=256, description="Split a run's labelling pass over this many Celery tasks (id ranges)."
     )

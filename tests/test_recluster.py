@@ -10,8 +10,10 @@ from constellate.config import Settings
 from constellate.labels import label_filter, slot_field
 from constellate.naming import KeyBERTNamer
 from constellate.pipeline import recluster
+from constellate.pipeline.sample import read_sample
 from constellate.status import store_status
 from constellate.store import Filter, Match, edge_store
+from constellate.tickets import point_id
 from tests.topics import topic_data
 from tests.views import view
 
@@ -225,3 +227,58 @@ def test_labels_guessed_at_ingest_do_not_let_a_new_topic_take_an_old_id(filled, 
     new_ids, _ = _labels(store, fresh)
     assert len(born) == 1 and set(new_ids) == set(born)
     assert before == after
+
+
+def test_unchanged_data_writes_no_label(filled, small_settings, hash_embedder) -> None:
+    store, _, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    recluster(store, small_settings, namer=namer)
+    again = recluster(store, small_settings, namer=namer)
+    assert again["written"] == 0 and again["unchanged"] == 300
+
+
+def _outside_the_sample(store, settings, tickets, gold, topic: int):
+    """A ticket of ``topic`` that the run's fit sample leaves out (so moving it changes no centroid)."""
+    sampled = set(read_sample(store, settings.fit_sample_size, None, settings.seed, 2048).ticket_ids)
+    return next(t for t, g in zip(tickets, gold, strict=True) if g == topic and t.id not in sampled)
+
+
+def test_one_ticket_moved_to_another_topic_is_the_one_write(filled, small_settings, hash_embedder) -> None:
+    store, tickets, gold = filled
+    settings = small_settings.model_copy(update={"fit_sample_size": 200})
+    namer = KeyBERTNamer(hash_embedder)
+    recluster(store, settings, namer=namer)
+    mover = _outside_the_sample(store, settings, tickets, gold, 0)
+    donor = next(i for i, g in enumerate(gold) if g == 3)
+    vector = store.get_points([point_id(tickets[donor].id)], with_vector=True)[0].vector
+    store.upsert_tickets([mover], np.asarray([vector]))  # same id, now a topic-3 ticket
+    run = recluster(store, settings, namer=namer)
+    assert run["written"] == 1
+    assert view(store, mover.id)["cluster_id"] == view(store, tickets[donor].id)["cluster_id"]
+
+
+def test_a_labelled_ticket_stays_unless_another_cluster_is_clearly_nearer(
+    filled, small_settings, hash_embedder
+) -> None:
+    """Hysteresis: a ticket a run labelled keeps its continued cluster while another centroid is
+    nearer by less than ``label_stay_margin``; clearly nearer, it moves."""
+    store, tickets, gold = filled
+    settings = small_settings.model_copy(update={"fit_sample_size": 200})
+    namer = KeyBERTNamer(hash_embedder)
+    recluster(store, settings, namer=namer)
+    a = _outside_the_sample(store, settings, tickets, gold, 0)
+    home = view(store, a.id)["cluster_id"]
+    other = view(store, next(t for t, g in zip(tickets, gold, strict=True) if g == 1).id)["cluster_id"]
+    run = store.get_state()["current_run"]
+    centroids = {int(r.payload["cluster_id"]): r.vector for r in store.list_clusters(run, with_vector=True)}
+
+    def place(weight_other: float) -> None:
+        mix = (1 - weight_other) * np.asarray(centroids[home]) + weight_other * np.asarray(centroids[other])
+        store.upsert_tickets([a], np.asarray([mix / np.linalg.norm(mix)]))
+
+    place(0.51)  # a hair nearer the other cluster
+    assert recluster(store, settings, namer=namer)["written"] <= 1  # at most its outlier score
+    assert view(store, a.id)["cluster_id"] == home
+    place(0.51)
+    recluster(store, settings.model_copy(update={"label_stay_margin": 0.0}), namer=namer)
+    assert view(store, a.id)["cluster_id"] == other  # without the margin: the nearest

@@ -125,24 +125,12 @@ def label_range(
     result = PartResult()
     rng = np.random.default_rng(seed)
     slots = SLOTS if plan.first_run else (target,)
+    regular_row = np.full(len(ids), -1, dtype=np.int64)  # cluster row -> column among regular ones
+    regular_row[regular] = np.arange(len(regular))
     for page in store.iter_vectors(page_size=page_size, fields=fields, start=start, stop=stop):
         n = len(page.ids)
-        rows = regular[np.argmax(page.vectors @ regular_centroids.T, axis=1)]
-        for i, pid in enumerate(page.ids):  # bounded maps: sample tickets and human splits
-            fixed = plan.sample_labels.get(pid, plan.overrides.get(pid))
-            if fixed is not None:
-                rows[i] = row[fixed]
-        similarity = np.einsum("ij,ij->i", page.vectors, plan.centroids[rows])
-        scores = np.round(plan.scale.score(1.0 - similarity), 4)
-        cleared = np.fromiter((p.get(NOT_OUTLIER) == "no" for p in page.payloads), dtype=bool, count=n)
-        flags = plan.scale.is_outlier(scores) & ~cleared
-        new_ids = ids[rows]
         old_ids = np.fromiter(
             (_int(p.get(keys["cluster_id"])) for p in page.payloads), dtype=np.int64, count=n
-        )
-        old_flags = [p.get(keys["is_outlier"]) for p in page.payloads]
-        old_scores = np.fromiter(
-            (_float(p.get(keys["outlier_score"])) for p in page.payloads), dtype=np.float64, count=n
         )
         # a label a failed run wrote is rewritten even if equal, so it names a run that switched
         by_run = np.fromiter(
@@ -152,6 +140,37 @@ def label_range(
             ),
             dtype=bool,
             count=n,
+        )
+        sims = page.vectors @ regular_centroids.T
+        best = np.argmax(sims, axis=1)
+        rows = regular[best]
+        if plan.stay_margin > 0:  # hysteresis: a run's label stays unless another cluster is clearly nearer
+            current = np.array([row.get(int(c), -1) for c in old_ids], dtype=np.int64)
+            column = np.where(current >= 0, regular_row[np.maximum(current, 0)], -1)
+            stay = by_run & (column >= 0)
+            stay[stay] &= sims[stay, column[stay]] >= sims[stay, best[stay]] - plan.stay_margin
+            rows[stay] = current[stay]
+        for i, pid in enumerate(page.ids):  # bounded maps: human splits, then sample tickets' fit labels
+            fixed = plan.overrides.get(pid)
+            if fixed is None and not (
+                plan.stay_margin > 0 and by_run[i] and rows[i] == row.get(int(old_ids[i]))
+            ):
+                fixed = plan.sample_labels.get(pid)
+            if fixed is not None:
+                rows[i] = row[fixed]
+        similarity = np.einsum("ij,ij->i", page.vectors, plan.centroids[rows])
+        scores = np.round(plan.scale.score(1.0 - similarity), 4)
+        cleared = np.fromiter((p.get(NOT_OUTLIER) == "no" for p in page.payloads), dtype=bool, count=n)
+        old_flags = [p.get(keys["is_outlier"]) for p in page.payloads]
+        new_ids = ids[rows]
+        flags = plan.scale.is_outlier(scores)
+        # a flag a run set flips only once the score is clearly past the threshold (the threshold
+        # itself moves a little with every sample): no writes for tickets sitting on it
+        on_edge = by_run & (new_ids == old_ids) & (np.abs(scores - plan.scale.threshold) <= plan.tolerance)
+        flags[on_edge] = [old_flags[i] is True for i in np.flatnonzero(on_edge)]
+        flags &= ~cleared
+        old_scores = np.fromiter(
+            (_float(p.get(keys["outlier_score"])) for p in page.payloads), dtype=np.float64, count=n
         )
         flips = np.fromiter(
             (old is not bool(f) for old, f in zip(old_flags, flags, strict=True)), dtype=bool, count=n

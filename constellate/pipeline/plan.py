@@ -40,6 +40,9 @@ class Plan:
     sample_labels: dict[str, int]  # sample point id -> stable id (its fit label, after edits)
     scale: OutlierScale
     tolerance: float
+    stay_margin: float = (
+        0.0  # a labelled ticket stays in its continued cluster unless another is this much closer
+    )
     lineage_events: list[dict[str, Any]] = field(default_factory=list)
     parents: list[list[int]] = field(default_factory=list)
     next_id: int = 0
@@ -115,6 +118,7 @@ def build_plan(
     matched: Matched,
     settings_tolerance: float,
     outlier_share: float,
+    stay_margin: float = 0.0,
     **fields: Any,
 ) -> Plan:
     """Final clusters (largest first), their centroids and the outlier scale fitted on the sample.
@@ -167,6 +171,7 @@ def build_plan(
         sample_labels={pid: int(c) for pid, c in zip(sample.ids, final, strict=True)},
         scale=scale,
         tolerance=settings_tolerance,
+        stay_margin=stay_margin,
         lineage_events=events,
         parents=parents,
         next_id=max(matched.lineage.next_id, effect.next_id),

@@ -122,6 +122,7 @@ def prepare(
                 matched,
                 settings.outlier_score_tolerance,
                 settings.outlier_share,
+                stay_margin=settings.label_stay_margin,
                 run_id=run_id,
                 target=other_slot(live_slot),
                 first_run=live_slot is None,
