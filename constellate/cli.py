@@ -496,18 +496,27 @@ def ingestion_command() -> None:
 )
 @click.option("--scale-max", type=int, default=None, help="With --scale: stop the series at this N.")
 @click.option(
+    "--scale-sizes",
+    default=None,
+    help="With --scale: these N instead (comma-separated, e.g. 100000,1000000).",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results here."
 )
-def bench(mode: str, scale_max: int | None, json_path: Path | None) -> None:
+def bench(mode: str, scale_max: int | None, scale_sizes: str | None, json_path: Path | None) -> None:
     """Benchmarks with ratios to baselines measured in the same run (see the bench package)."""
     import tempfile
 
     if mode == "scale":
         from bench.scale import SCALE_SIZES, bench_scale
 
-        sizes = [n for n in SCALE_SIZES if scale_max is None or n <= scale_max] or [
-            scale_max or SCALE_SIZES[0]
-        ]
+        try:
+            chosen = [int(n) for n in scale_sizes.split(",")] if scale_sizes else list(SCALE_SIZES)
+        except ValueError as exc:
+            raise click.BadParameter(
+                "a comma-separated list of ticket counts", param_hint="--scale-sizes"
+            ) from exc
+        sizes = [n for n in chosen if scale_max is None or n <= scale_max] or [scale_max or SCALE_SIZES[0]]
         results = {"mode": "scale", "scale": bench_scale(sizes, lambda line: click.echo(line))}
         if json_path is not None:
             json_path.write_text(json.dumps(results, indent=2))
