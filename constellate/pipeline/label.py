@@ -22,6 +22,7 @@ from constellate.run_lock import Lease
 from constellate.store.base import VectorStore
 
 OUTLIER_RESERVOIR = 5000  # outlier point ids kept (uniformly) for the outlier-group alert
+TOP_BAND = 0.15  # scores this close below the outlier threshold (or above it) are kept exact
 
 
 def id_ranges(parts: int) -> list[tuple[str | None, str | None]]:
@@ -175,7 +176,11 @@ def label_range(
         flips = np.fromiter(
             (old is not bool(f) for old, f in zip(old_flags, flags, strict=True)), dtype=bool, count=n
         )
-        changed = (old_ids != new_ids) | flips | ~(np.abs(old_scores - scores) <= plan.tolerance) | ~by_run
+        # a score is kept to the tolerance where it matters (near the outlier threshold and above it:
+        # the flag and the outlier ranking); deep inside a cluster, to five times the tolerance
+        near_top = np.maximum(scores, old_scores) >= plan.scale.threshold - TOP_BAND
+        allowed = np.where(near_top, plan.tolerance, 5 * plan.tolerance)
+        changed = (old_ids != new_ids) | flips | ~(np.abs(old_scores - scores) <= allowed) | ~by_run
         writes = [
             (
                 page.ids[i],
