@@ -272,13 +272,21 @@ def test_a_labelled_ticket_stays_unless_another_cluster_is_clearly_nearer(
     run = store.get_state()["current_run"]
     centroids = {int(r.payload["cluster_id"]): r.vector for r in store.list_clusters(run, with_vector=True)}
 
-    def place(weight_other: float) -> None:
-        mix = (1 - weight_other) * np.asarray(centroids[home]) + weight_other * np.asarray(centroids[other])
-        store.upsert_tickets([a], np.asarray([mix / np.linalg.norm(mix)]))
+    h, o = np.asarray(centroids[home]), np.asarray(centroids[other])
 
-    place(0.51)  # a hair nearer the other cluster
+    def mix(weight_other: float) -> np.ndarray:
+        m = (1 - weight_other) * h + weight_other * o
+        return m / np.linalg.norm(m)
+
+    # a hair nearer the other cluster: similarity to it higher by half the margin
+    weight = next(w for w in np.linspace(0.5, 1.0, 501) if mix(w) @ o - mix(w) @ h >= 0.015)
+
+    def place() -> None:
+        store.upsert_tickets([a], np.asarray([mix(weight)]))
+
+    place()
     assert recluster(store, settings, namer=namer)["written"] <= 1  # at most its outlier score
     assert view(store, a.id)["cluster_id"] == home
-    place(0.51)
+    place()
     recluster(store, settings.model_copy(update={"label_stay_margin": 0.0}), namer=namer)
     assert view(store, a.id)["cluster_id"] == other  # without the margin: the nearest

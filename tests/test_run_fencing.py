@@ -123,6 +123,9 @@ def test_a_part_of_a_superseded_run_writes_nothing(live) -> None:
     newer = recluster(store, settings, namer=namer)  # claims after the stale plan, switches
     assert newer["status"] == "succeeded"
     before = all_views(store)
+    fenced = FencedLease(NoLease(stale.run_id), store)
+    with pytest.raises(LeaseLost, match="claim"):
+        fenced.confirm()  # what a redelivered part does first
     with pytest.raises(LeaseLost, match="claim"):
         label_range(store, stale, FencedLease(NoLease(stale.run_id), store), page_size=64)
     assert all_views(store) == before

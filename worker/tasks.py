@@ -32,7 +32,7 @@ from constellate.pipeline import (
     prepare,
     recluster,
 )
-from constellate.pipeline.switch import FencedLease
+from constellate.pipeline.switch import FencedLease, record_switched
 from constellate.run_lock import RunLock
 
 if TYPE_CHECKING:
@@ -146,6 +146,9 @@ def run_finish(res: Resources, run_id: str, parts: int) -> dict[str, Any]:
     done = res.store.get_run(run_id) or {}
     if done.get("status") != "running":  # a duplicate delivery of the body: the run already ended
         return _summary(done)
+    if res.store.get_state().get("current_run") == run_id:  # redelivered after its switch
+        RunLock(res.redis, timeout=res.settings.recluster_lock_seconds, run_id=run_id).release_if_held()
+        return _summary(record_switched(res.store, done, "its finish was redelivered after the switch"))
     plan_key, parts_key = _keys(run_id)
     stored = res.redis.hgetall(parts_key)
     if len(stored) < parts:  # the chord counted a duplicate part: wait for the real last one
@@ -183,7 +186,10 @@ def abort_run(res: Resources, run_id: str) -> None:
     """A part failed for good: record the run failed (readers keep the previous run) and free the lock."""
     run = res.store.get_run(run_id)
     if run is not None and run.get("status") == "running":
-        fail(res.store, run, RuntimeError("a part of the run failed"), Stages(seconds=run.get("seconds")))
+        if res.store.get_state().get("current_run") == run_id:  # it switched: never call it failed
+            record_switched(res.store, run, "stopped after its switch")
+        else:
+            fail(res.store, run, RuntimeError("a part of the run failed"), Stages(seconds=run.get("seconds")))
     RunLock(res.redis, timeout=res.settings.recluster_lock_seconds, run_id=run_id).release_if_held()
     res.redis.delete(*_keys(run_id))
 

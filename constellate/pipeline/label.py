@@ -167,7 +167,10 @@ def label_range(
         flags = plan.scale.is_outlier(scores)
         # a flag a run set flips only once the score is clearly past the threshold (the threshold
         # itself moves a little with every sample): no writes for tickets sitting on it
-        on_edge = by_run & (new_ids == old_ids) & (np.abs(scores - plan.scale.threshold) <= plan.tolerance)
+        band = min(plan.tolerance, (1.0 - plan.scale.threshold) / 2)  # never wider than half the share
+        on_edge = (
+            by_run & (new_ids == old_ids) & (np.abs(scores - plan.scale.threshold) <= band) & (scores < 1.0)
+        )
         flags[on_edge] = [old_flags[i] is True for i in np.flatnonzero(on_edge)]
         flags &= ~cleared
         old_scores = np.fromiter(

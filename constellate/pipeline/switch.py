@@ -49,26 +49,41 @@ def abandon_stale_runs(store: VectorStore, run_id: str) -> list[str]:
     of them can switch any more. Returns their ids (their stray labels are repaired after our switch).
 
     The live run is the exception: it switched and its process stopped before it saved its record,
-    so it is recorded succeeded (its repairs are done by our run's after-switch stage), never failed
-    — a failed live run would make the next pass rewrite every label it wrote.
+    so it is recorded succeeded (:func:`record_switched`), never failed — a failed live run would
+    make the next pass rewrite every label it wrote.
     """
-    state = store.get_state()
-    live = state.get("current_run")
+    live = store.get_state().get("current_run")
     stale = []
     for old in store.list_runs(limit=20):
         if old.get("status") != "running" or old["run_id"] == run_id:
             continue
         if old["run_id"] == live:
-            old.update(
-                status="succeeded",
-                finished_at=state.get("switched_at") or utc_now_precise(),
-                after_switch_error=f"stopped after its switch; run {run_id} repairs",
-            )
+            record_switched(store, old, f"stopped after its switch; run {run_id} repairs")
         else:
             old.update(status="failed", error="abandoned: superseded by run " + run_id)
+            store.save_run(old)
             stale.append(old["run_id"])
-        store.save_run(old)
     return stale
+
+
+def record_switched(store: VectorStore, record: dict[str, Any], note: str) -> dict[str, Any]:
+    """Record as succeeded a run that switched but stopped before saving its record, with its sizes
+    read from its catalogue (the next run's size history and growth alerts need them)."""
+    state = store.get_state()
+    sizes = {
+        str(int(r.payload["cluster_id"])): int(r.payload.get("size", 0))
+        for r in store.list_clusters(record["run_id"])
+    }
+    record.update(
+        status="succeeded",
+        finished_at=record.get("finished_at") or state.get("switched_at") or utc_now_precise(),
+        sizes=record.get("sizes") or sizes,
+        n_clusters=record.get("n_clusters", len(sizes)),
+        n_points=record.get("n_points", sum(sizes.values())),
+        after_switch_error=note,
+    )
+    store.save_run(record)
+    return record
 
 
 def still_claimed(store: VectorStore, run_id: str) -> bool:
