@@ -32,11 +32,18 @@ def enable_kernel_cache() -> None:
             return
         _cached = True
         try:
+            import pynndescent.distances
+            import pynndescent.pynndescent_
+            import pynndescent.rp_trees
+            import pynndescent.sparse
+            import pynndescent.utils
             from numba.core.registry import CPUDispatcher
             from umap import distances, layouts, sparse, umap_, utils
         except ImportError:  # pragma: no cover - umap is a dependency
             return
-        for module in (umap_, layouts, utils, distances, sparse):
+        nnd = pynndescent
+        modules = (nnd.pynndescent_, nnd.distances, nnd.rp_trees, nnd.sparse, nnd.utils)
+        for module in (umap_, layouts, utils, distances, sparse, *modules):
             for obj in vars(module).values():
                 if isinstance(obj, CPUDispatcher):
                     try:
