@@ -126,8 +126,6 @@ def label_range(
     result = PartResult()
     rng = np.random.default_rng(seed)
     slots = SLOTS if plan.first_run else (target,)
-    regular_row = np.full(len(ids), -1, dtype=np.int64)  # cluster row -> column among regular ones
-    regular_row[regular] = np.arange(len(regular))
     for page in store.iter_vectors(page_size=page_size, fields=fields, start=start, stop=stop):
         n = len(page.ids)
         old_ids = np.fromiter(
@@ -142,23 +140,7 @@ def label_range(
             dtype=bool,
             count=n,
         )
-        sims = page.vectors @ regular_centroids.T
-        best = np.argmax(sims, axis=1)
-        rows = regular[best]
-        if plan.stay_margin > 0:  # hysteresis: a run's label stays unless another cluster is clearly nearer
-            current = np.array([row.get(int(c), -1) for c in old_ids], dtype=np.int64)
-            column = np.where(current >= 0, regular_row[np.maximum(current, 0)], -1)
-            stay = by_run & (column >= 0)
-            stay[stay] &= sims[stay, column[stay]] >= sims[stay, best[stay]] - plan.stay_margin
-            rows[stay] = current[stay]
-        for i, pid in enumerate(page.ids):  # bounded maps: human splits, then sample tickets' fit labels
-            fixed = plan.overrides.get(pid)
-            if fixed is None and not (
-                plan.stay_margin > 0 and by_run[i] and rows[i] == row.get(int(old_ids[i]))
-            ):
-                fixed = plan.sample_labels.get(pid)
-            if fixed is not None:
-                rows[i] = row[fixed]
+        rows = _assign(page.vectors, page.ids, old_ids, by_run, plan, regular, regular_centroids, row)
         similarity = np.einsum("ij,ij->i", page.vectors, plan.centroids[rows])
         scores = np.round(plan.scale.score(1.0 - similarity), 4)
         cleared = np.fromiter((p.get(NOT_OUTLIER) == "no" for p in page.payloads), dtype=bool, count=n)
@@ -226,6 +208,38 @@ def label_range(
     result.day = {int(cid): int(c) for cid, c in zip(ids, day, strict=True) if c}
     result.week = {int(cid): int(c) for cid, c in zip(ids, week, strict=True) if c}
     return result
+
+
+def _assign(
+    vectors: np.ndarray,
+    pids: list[str],
+    old_ids: np.ndarray,
+    by_run: np.ndarray,
+    plan: Plan,
+    regular: np.ndarray,
+    regular_centroids: np.ndarray,
+    row: dict[int, int],
+) -> np.ndarray:
+    """Each ticket's cluster row: the nearest regular centroid, with hysteresis for labels a run
+    wrote (``plan.stay_margin``), then human splits, then the sample's fit labels."""
+    regular_row = np.full(len(plan.cluster_ids), -1, dtype=np.int64)  # row -> column among regular
+    regular_row[regular] = np.arange(len(regular))
+    sims = vectors @ regular_centroids.T
+    best = np.argmax(sims, axis=1)
+    rows = regular[best]
+    if plan.stay_margin > 0:  # a run's label stays unless another cluster is clearly nearer
+        current = np.array([row.get(int(c), -1) for c in old_ids], dtype=np.int64)
+        column = np.where(current >= 0, regular_row[np.maximum(current, 0)], -1)
+        stay = by_run & (column >= 0)
+        stay[stay] &= sims[stay, column[stay]] >= sims[stay, best[stay]] - plan.stay_margin
+        rows[stay] = current[stay]
+    for i, pid in enumerate(pids):  # bounded maps: human splits, then sample tickets' fit labels
+        fixed = plan.overrides.get(pid)
+        if fixed is None and not (plan.stay_margin > 0 and by_run[i] and rows[i] == row.get(int(old_ids[i]))):
+            fixed = plan.sample_labels.get(pid)
+        if fixed is not None:
+            rows[i] = row[fixed]
+    return rows
 
 
 def copy_to_other_slot(store: VectorStore, plan: Plan, page_size: int = 2048) -> int:
