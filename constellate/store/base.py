@@ -106,8 +106,9 @@ class Record:
 def record_from_point(point: Any, with_vector: bool, clean: Any = dict) -> Record:
     """A :class:`Record` from any Qdrant point-like object (``id``, ``payload``, ``vector``, ``score``)."""
     vector = None
-    if with_vector and point.vector is not None:
-        vector = np.asarray(point.vector, dtype=np.float32)
+    if with_vector:
+        raw = point.vector  # qdrant-edge converts the vector to a list on every access: read it once
+        vector = None if raw is None else np.asarray(raw, dtype=np.float32)
     return Record(
         id=str(point.id),
         payload=clean(point.payload or {}),
@@ -145,7 +146,11 @@ class VectorStore(Protocol):
         stop: str | None = None,
     ) -> Iterator[VectorPage]: ...
     def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
+    def set_payload_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None: ...
     def set_payload_where(self, filter: Filter, payload: dict[str, Any]) -> None: ...
+    def near_ids(
+        self, vector: np.ndarray, score_threshold: float, filter: Filter | None = None, page: int = 10_000
+    ) -> list[tuple[str, float]]: ...
     def search(self, vector: np.ndarray, limit: int = 10, filter: Filter | None = None) -> list[Record]: ...
     def scroll_tickets(
         self,

@@ -110,12 +110,12 @@ class EdgeCollection:
                 self._shard = qe.EdgeShard.create(str(self.path), config)
             existing = self._shard.info().payload_schema
             for name, kind in indexes.items():
+                if kind == "bool":  # filters use the keyword twin; a bool index would only slow writes
+                    if name in existing:
+                        self._shard.update(qe.UpdateOperation.delete_field_index(name))
+                    name, kind = name + _BOOL_TWIN, "keyword"
                 if name not in existing:
                     self._shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
-                if kind == "bool" and name + _BOOL_TWIN not in existing:
-                    self._shard.update(
-                        qe.UpdateOperation.create_field_index(name + _BOOL_TWIN, qe.PayloadSchemaType.Keyword)
-                    )
 
     def upsert(
         self,
@@ -147,6 +147,10 @@ class EdgeCollection:
     def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
         for pid, payload in updates:
             self.shard.update(qe.UpdateOperation.set_payload([pid], _with_bool_twins(payload)))
+
+    def set_payload(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if ids:
+            self.shard.update(qe.UpdateOperation.set_payload(list(ids), _with_bool_twins(payload)))
 
     def set_payload_where(self, filter: Filter, payload: dict[str, Any]) -> None:
         if self._shard is not None:
@@ -209,6 +213,23 @@ class EdgeCollection:
             with_payload=True,
         )
         return [_record(p, False) for p in self.shard.query(request)]
+
+    def query_ids(
+        self, vector: np.ndarray, limit: int, filter: Filter | None, score_threshold: float, offset: int = 0
+    ) -> list[tuple[str, float]]:
+        if self._shard is None:
+            return []
+        request = qe.QueryRequest(
+            limit=limit,
+            offset=offset or None,
+            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
+            filter=to_edge_filter(filter),
+            with_payload=False,
+            with_vector=False,
+            score_threshold=score_threshold,
+            params=qe.SearchParams(exact=True),
+        )
+        return [(str(p.id), float(p.score)) for p in self.shard.query(request)]
 
     def count(self, filter: Filter | None) -> int:
         if self._shard is None:

@@ -128,6 +128,10 @@ class ClientCollection:
             ]
             self.client.batch_update_points(self.name, update_operations=ops, wait=True)
 
+    def set_payload(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if ids:
+            self.client.set_payload(self.name, payload=payload, points=list(ids), wait=True)
+
     def set_payload_where(self, filter: Filter, payload: dict[str, Any]) -> None:
         if self.exists():
             self.client.set_payload(self.name, payload=payload, points=to_client_filter(filter), wait=True)
@@ -192,6 +196,23 @@ class ClientCollection:
             with_payload=True,
         )
         return [_record(p, False) for p in response.points]
+
+    def query_ids(
+        self, vector: np.ndarray, limit: int, filter: Filter | None, score_threshold: float, offset: int = 0
+    ) -> list[tuple[str, float]]:
+        if not self.exists():
+            return []
+        response = self.client.query_points(
+            self.name,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            query_filter=to_client_filter(filter),
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            search_params=qm.SearchParams(exact=True),
+            with_payload=False,
+        )
+        return [(str(p.id), float(p.score)) for p in response.points]
 
     def count(self, filter: Filter | None) -> int:
         if not self.exists():

@@ -29,6 +29,7 @@ _STATE_ID = str(uuid.uuid5(_META_NAMESPACE, "state"))
 _RUN_DIM = 1  # runs, state and map points carry no meaningful vector; Qdrant needs one anyway
 _ONE = np.ones((1, _RUN_DIM), dtype=np.float32)
 TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
+_GUESSED = {f"{slot}_assigned_by": "ingest" for slot in ("a", "b")}  # see constellate.labels
 
 
 def cluster_point_id(run_id: str, cluster_id: int) -> str:
@@ -88,8 +89,9 @@ class QdrantStore:
         """Store tickets (point id = UUIDv5 of the ticket id); returns the point ids.
 
         A new ticket is inserted whole. A ticket already stored is updated in place: its vector and
-        ticket fields (and ``extra``) are replaced, every other field (the labels a run wrote, a
-        human's outlier override) stays.
+        ticket fields (and ``extra``) are replaced, every other field (a human's outlier override,
+        the labels) stays — labels it is not given are kept but marked guesses (``assigned_by``
+        ``ingest``): they were computed from the old text, so the next run labels it again.
         """
         if len(tickets) != len(vectors):
             raise ValueError("one vector per ticket")
@@ -116,7 +118,7 @@ class QdrantStore:
             again = [i for i in part if ids[i] in known]
             if again:
                 self.tickets.update_vectors([ids[i] for i in again], vectors[again])
-                self.tickets.set_payloads([(ids[i], payloads[i]) for i in again])
+                self.tickets.set_payloads([(ids[i], {**_GUESSED, **payloads[i]}) for i in again])
         return ids
 
     def get_ticket(self, ticket_id: str) -> Record | None:
@@ -165,6 +167,11 @@ class QdrantStore:
         for start in range(0, len(updates), self.write_batch):
             self.tickets.set_payloads(updates[start : start + self.write_batch])
 
+    def set_payload_ids(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Merge the same ``payload`` into many ticket points (one engine call per 4,096)."""
+        for start in range(0, len(ids), 4096):
+            self.tickets.set_payload(ids[start : start + 4096], payload)
+
     def set_payload_where(self, filter: Filter, payload: dict[str, Any]) -> None:
         """Merge ``payload`` into every ticket matching ``filter`` (one engine call)."""
         self.tickets.set_payload_where(filter, payload)
@@ -172,6 +179,18 @@ class QdrantStore:
     def search(self, vector: np.ndarray, limit: int = 10, filter: Filter | None = None) -> list[Record]:
         """Nearest tickets by cosine similarity, honouring ``filter``."""
         return self.tickets.query(vector, limit, filter)
+
+    def near_ids(
+        self, vector: np.ndarray, score_threshold: float, filter: Filter | None = None, page: int = 10_000
+    ) -> list[tuple[str, float]]:
+        """Every ticket whose cosine similarity to ``vector`` is at least ``score_threshold`` (an
+        exact search, paged by the engine): point ids and scores, best first."""
+        out: list[tuple[str, float]] = []
+        while True:
+            hits = self.tickets.query_ids(vector, page, filter, score_threshold, offset=len(out))
+            out.extend(hits)
+            if len(hits) < page:
+                return out
 
     def scroll_tickets(
         self,

@@ -108,6 +108,31 @@ def test_set_payloads_merges_fields_and_filters_see_them(store) -> None:
     } == {"late0", "late1"}
 
 
+def test_one_payload_for_many_points_in_one_call(store) -> None:
+    store.ensure_collections(DIM)
+    ids = store.upsert_tickets(_tickets(10), _vectors(10))
+    store.set_payload_ids(ids[:6], {"a_cluster_id": 7, "a_is_outlier": False})
+    store.set_payload_ids(ids[6:], {"a_cluster_id": 8, "a_is_outlier": True})
+    assert store.facet("a_cluster_id") == {7: 6, 8: 4}
+    assert store.count(Filter(must=(Match("a_is_outlier", True),))) == 4
+    assert store.get_ticket("t0").payload["text"] == "ticket 0"  # merged, not replaced
+
+
+def test_near_ids_finds_every_point_above_the_threshold(store) -> None:
+    store.ensure_collections(DIM)
+    vectors = _vectors(300, seed=6)
+    ids = store.upsert_tickets(_tickets(300), vectors)
+    store.set_payload_ids(ids[:150], {"a_assigned_by": "recluster"})
+    query = vectors[0]
+    sims = vectors @ query
+    flt = Filter(must=(Match("a_assigned_by", "recluster"),))
+    expected = {ids[i] for i in range(150) if sims[i] >= 0.2}
+    found = store.near_ids(query, 0.2, flt, page=16)  # paged: more hits than one page
+    assert len(expected) > 16 and {pid for pid, _ in found} == expected
+    scores = [score for _, score in found]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= 0.2 - 1e-6
+
+
 def test_search_honours_the_filter(store) -> None:
     store.ensure_collections(DIM)
     vectors = _vectors(40, seed=5)
