@@ -56,6 +56,7 @@ class Op:
     responses: dict[int, Response]
     query: type[BaseModel] | None = None
     bodies: tuple[type[BaseModel], ...] = ()
+    body_required: bool = True
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -153,7 +154,14 @@ ROUTES: list[Op] = [
     Op("get", "/edits", "Human edits, newest first", {200: s.EditList}),
     Op("get", "/map", "Tickets on the 2-D map", {200: s.MapOut, 400: s.Error}, query=s.MapQuery),
     Op("get", "/alerts", "Emerging-cluster alerts", {200: s.AlertList, 400: s.Error}, query=s.LimitQuery),
-    Op("post", "/recluster", "Queue a recluster run", {202: s.ReclusterAccepted}),
+    Op(
+        "post",
+        "/recluster",
+        "Queue a recluster run (incremental or full)",
+        {202: s.ReclusterAccepted, 400: s.Error, 422: s.Error},
+        bodies=(s.ReclusterIn,),
+        body_required=False,
+    ),
     Op("get", "/runs", "Run records, newest first", {200: s.RunList, 400: s.Error}, query=s.LimitQuery),
     Op(
         "get",
@@ -245,7 +253,10 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
         if route.bodies:
             bodies = route.bodies
             schema = ref(bodies[0]) if len(bodies) == 1 else {"oneOf": [ref(b) for b in bodies]}
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+            op["requestBody"] = {
+                "required": route.body_required,
+                "content": {"application/json": {"schema": schema}},
+            }
         responses = dict(route.responses)
         if is_open(route.path):
             op["security"] = []

@@ -264,6 +264,16 @@ class RunList(BaseModel):
     runs: list[RunOut]
 
 
+class ReclusterIn(BaseModel):
+    """Optional body of POST /recluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full: bool = Field(
+        False, description="A full run (refit, relabel every ticket) even when an incremental one would do."
+    )
+
+
 class ReclusterAccepted(BaseModel):
     task_id: str
     status: str = "queued"

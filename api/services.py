@@ -25,8 +25,8 @@ class Services(Resources):
                 self._names = NameCache()
         return self._names.live(self.store)
 
-    def enqueue_recluster(self) -> str:
-        """Send the recluster task by name; returns the task id."""
+    def enqueue_recluster(self, full: bool = False) -> str:
+        """Send the recluster task by name (``full``: a full run); returns the task id."""
         with self._lock:
             if self._celery is None:
                 from celery import Celery
@@ -35,7 +35,7 @@ class Services(Resources):
                 self._celery = Celery(
                     "constellate-api", broker=self.redis_url, backend=self.redis_url, set_as_current=False
                 )
-        return str(self._celery.send_task(RECLUSTER_TASK).id)
+        return str(self._celery.send_task(RECLUSTER_TASK, kwargs={"full": True} if full else None).id)
 
 
 def services() -> Services:

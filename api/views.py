@@ -52,6 +52,16 @@ def json_body() -> Any:
         raise ApiError(400, "invalid JSON: nested too deeply") from None
 
 
+def parse_body(model: type[M], optional: bool = False) -> M:
+    """The JSON body validated against ``model`` (422 with reasons); ``optional``: no body = defaults."""
+    if optional and not request.get_data(cache=True).strip():
+        return model()
+    try:
+        return model.model_validate(json_body())
+    except ValidationError as exc:
+        raise ApiError(422, "invalid request", validation_details(exc)) from None
+
+
 def ticket_out(view: dict[str, Any]) -> dict[str, Any]:
     """The public form of a ticket view (:meth:`constellate.catalogue.Live.view`)."""
     return TicketOut.model_validate({**view, "metadata": view.get("metadata") or {}}).model_dump()

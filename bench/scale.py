@@ -130,16 +130,18 @@ def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str]
     store = edge_store(settings)
     out: dict[str, Any] = {"n": n, "warm_up_s": round(warm, 1), "indexed": n <= INDEX_MAX}
 
-    def one(label: str) -> dict[str, Any]:
+    def one(label: str, full: bool = False) -> dict[str, Any]:
         idle, idle_anon = _rss_mb(), _rss_mb("RssAnon")
         _reset_peak()
         started = time.perf_counter()
         with AnonPeak() as anon:
-            run = recluster(store, settings, namer=namer)  # the optimiser is timed apart, below
+            run = recluster(store, settings, namer=namer, full=full)  # the optimiser is timed apart
         seconds = time.perf_counter() - started
         peak = _rss_mb("VmHWM")
         result = {
             f"{label}_s": round(seconds, 1),
+            f"{label}_mode": run.get("mode"),
+            f"{label}_read": round(run.get("n_read", run["n_points"]) / run["n_points"], 4),
             f"{label}_written": round(run["written"] / run["n_points"], 4),
             f"{label}_peak_rss_mb": round(peak),
             f"{label}_idle_rss_mb": round(idle),
@@ -169,6 +171,7 @@ def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str]
         if n <= INDEX_MAX:
             store.optimize()
         out.update(one("new10"))
+        out.update(one("rebase", full=True))  # what a full run costs at this size (first run aside)
     finally:
         store.close()
     # the names the issue reads: memory of the new10 run, the shares of tickets written
@@ -178,7 +181,8 @@ def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str]
 
 
 def _parts_check(store: Any, settings: Settings, namer: Any) -> dict[str, Any]:
-    """The same unchanged run fanned out: P = 2 parts on a real worker with 2 threads."""
+    """A full run on unchanged data fanned out: P = 2 parts on a real worker with 2 threads (the same
+    labels as the runs in one process before it)."""
     import redis
     from celery.contrib.testing.worker import start_worker
 
@@ -192,7 +196,7 @@ def _parts_check(store: Any, settings: Settings, namer: Any) -> dict[str, Any]:
         app = make_celery(many, url, store=store, namer=namer)
         started = time.perf_counter()
         with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=60):
-            sent = app.send_task(RECLUSTER_TASK).get(timeout=3600)
+            sent = app.send_task(RECLUSTER_TASK, kwargs={"full": True}).get(timeout=3600)
             run = app.AsyncResult(sent["finish_task_id"]).get(timeout=3600)
         seconds = time.perf_counter() - started
         redis.Redis.from_url(url).flushall()
@@ -273,7 +277,8 @@ def bench_scale(sizes: Sequence[int], say: Say, work: Path | None = None) -> dic
             f"scale   N={n}: first {series['first_s']} s (peak {series['first_peak_rss_mb']} MB), "
             f"unchanged {series['unchanged_s']} s (wrote {series['unchanged_written']:.2%}), "
             f"new10 {series['new10_s']} s (wrote {series['new10_written']:.2%}, peak {series['new10_peak_rss_mb']} MB "
-            f"vs idle {series['new10_idle_rss_mb']} MB)"
+            f"vs idle {series['new10_idle_rss_mb']} MB), full rebase {series['rebase_s']} s "
+            f"(wrote {series['rebase_written']:.2%})"
         )
         import shutil
 

@@ -173,10 +173,15 @@ def _naming(settings: Settings):
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 @click.option("--top", default=15, show_default=True, help="Clusters to list.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="A full run (refit, relabel every ticket) even if an incremental one would do.",
+)
 @algorithm_option
 @data_dir_option
-def recluster(as_json: bool, top: int, algorithm: str | None, data_dir: Path | None) -> None:
-    """Recluster every stored ticket now and print the run summary.
+def recluster(as_json: bool, top: int, full: bool, algorithm: str | None, data_dir: Path | None) -> None:
+    """Recluster now and print the run summary (incremental or full: see CONSTELLATE_RECLUSTER_MODE).
 
     Runs in this process under the same run lock as the workers (a run already going makes this
     exit 1). When the embedded store is open in `constellate up` or a worker, the run is handed to
@@ -195,7 +200,7 @@ def recluster(as_json: bool, top: int, algorithm: str | None, data_dir: Path | N
     try:
         store = open_store(settings)
     except StoreBusy:
-        run = _recluster_via_service(settings, progress)
+        run = _recluster_via_service(settings, progress, full)
         _print_run(run, [], as_json, top)
         if run.get("status") not in ("succeeded", "dispatched"):
             sys.exit(1)
@@ -225,6 +230,7 @@ def recluster(as_json: bool, top: int, algorithm: str | None, data_dir: Path | N
                     notifier=notifier,
                     lease=lease,
                     optimizer=optimizer,
+                    full=full,
                 )
             finally:
                 if lease is not None:
@@ -259,7 +265,7 @@ def _run_lock(settings: Settings) -> Any:
     return RunLock(client, timeout=settings.recluster_lock_seconds)
 
 
-def _recluster_via_service(settings: Settings, progress: Any) -> dict[str, Any]:
+def _recluster_via_service(settings: Settings, progress: Any, full: bool = False) -> dict[str, Any]:
     """Hand the run to the service that has the embedded store open, through its broker, and wait."""
     from constellate.embedded_redis import redis_url
     from constellate.service_run import recluster_via_service
@@ -272,7 +278,7 @@ def _recluster_via_service(settings: Settings, progress: Any) -> dict[str, Any]:
         ) from exc
     progress("the store is open in a running service: asking its worker to recluster")
     try:
-        return recluster_via_service(url, settings, say=progress)
+        return recluster_via_service(url, settings, say=progress, full=full)
     except Exception as exc:
         raise click.ClickException(f"the service's recluster failed: {exc}") from exc
 

@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         description="A ticket a run labelled stays in its cluster (if it continues) unless another "
         "centroid is this much more similar (cosine); 0 = always the nearest.",
     )
+    recluster_mode: Literal["auto", "full", "incremental"] = Field(
+        "auto",
+        description="full: every run refits and relabels all tickets; incremental: a run keeps the live "
+        "clusters, adds new ones and reads only what changed; auto: incremental, with a full run first, "
+        "while the store fits in the fit sample, every rebase_every_runs runs and after rebase_growth growth.",
+    )
+    rebase_every_runs: int = Field(24, ge=1, description="auto: a full run after this many incremental ones.")
+    rebase_growth: float = Field(
+        0.25, gt=0.0, description="auto: a full run once the store grew by this share since the last one."
+    )
     recluster_parts: int = Field(
         1, ge=1, le=256, description="Split a run's labelling pass over this many Celery tasks (id ranges)."
     )

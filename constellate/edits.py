@@ -153,7 +153,8 @@ def _apply_merge(store: VectorStore, run: str, slot: str, into: int, source: int
     target, other = store.get_cluster(run, into), store.get_cluster(run, source)
     if target is None or other is None or target.vector is None or other.vector is None:
         return
-    store.set_payload_where(label_filter(slot, cluster_id=source), {slot_field(slot, "cluster_id"): into})
+    for s in SLOTS:  # both slots: an incremental run's target slot must already agree with the live one
+        store.set_payload_where(label_filter(s, cluster_id=source), {slot_field(s, "cluster_id"): into})
     a, b = int(target.payload.get("size", 0)), int(other.payload.get("size", 0))
     target.vector = normalize((a * target.vector + b * other.vector)[None, :])[0]
     target.payload.update(
@@ -176,8 +177,8 @@ def _apply_split(store: VectorStore, run: str, slot: str, edit: dict[str, Any]) 
     moving = [r for r in records if r.payload.get(key) != new_id]
     if not records:
         return
-    if moving:
-        store.set_payloads([(r.id, {key: new_id}) for r in moving])
+    if moving:  # both slots, as for a merge
+        store.set_payload_ids([r.id for r in moving], {slot_field(s, "cluster_id"): new_id for s in SLOTS})
     entry = store.get_cluster(run, new_id)
     if entry is None:
         vectors = np.stack([r.vector for r in records if r.vector is not None])
@@ -192,6 +193,7 @@ def _apply_split(store: VectorStore, run: str, slot: str, edit: dict[str, Any]) 
             "parents": [source_id],
             "born_run": run,
             "updated_run": run,
+            "regular": False,  # takes only the tickets a human put there
         }
         store.upsert_clusters(run, [new_entry], normalize(vectors.mean(axis=0, keepdims=True)))
     else:
@@ -206,11 +208,15 @@ def _apply_split(store: VectorStore, run: str, slot: str, edit: dict[str, Any]) 
 
 
 def enforce_ticket_edits(store: VectorStore, slot: str) -> int:
-    """After a switch: clear the outlier flag a run may have set on tickets a human cleared."""
-    flt = Filter(must=(Match(NOT_OUTLIER, "no"), Match(slot_field(slot, "is_outlier"), True)))
-    fixed = store.count(flt)
-    if fixed:
-        store.set_payload_where(flt, {slot_field(slot, "is_outlier"): False})
+    """After a switch: clear the outlier flag a run may have set on tickets a human cleared (in the
+    live ``slot``, and in the other one, which the next run starts from)."""
+    fixed = 0
+    for s in (slot, *(x for x in SLOTS if x != slot)):
+        flt = Filter(must=(Match(NOT_OUTLIER, "no"), Match(slot_field(s, "is_outlier"), True)))
+        found = store.count(flt)
+        if found:
+            store.set_payload_where(flt, {slot_field(s, "is_outlier"): False})
+        fixed += found if s == slot else 0
     return fixed
 
 

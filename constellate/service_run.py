@@ -30,6 +30,7 @@ def recluster_via_service(
     idle_limit: float | None = None,
     poll: float = 2.0,
     say: Callable[[str], None] | None = None,
+    full: bool = False,
 ) -> dict[str, Any]:
     """Send a recluster task to the service on broker ``url`` and return the run's result (for a
     fanned-out run, the result of the chord's body that switched).
@@ -48,7 +49,7 @@ def recluster_via_service(
 
     client = Celery("constellate-cli", broker=url, backend=url, set_as_current=False)
     lock = RunLock(redis.Redis.from_url(url, socket_timeout=5), timeout=settings.recluster_lock_seconds)
-    result = client.send_task(RECLUSTER_TASK)
+    result = client.send_task(RECLUSTER_TASK, kwargs={"full": True} if full else None)
     started = time.monotonic()
     idle_since: float | None = None  # first time the lock was seen free, since it was last held
     holder = None

@@ -38,8 +38,9 @@ def utc_now_iso() -> str:
 
 
 def utc_now_precise() -> str:
-    """Current UTC time in RFC 3339 with milliseconds (orders records made within one second)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Current UTC time in RFC 3339 with microseconds: orders records made one after another (two
+    edits within one millisecond tied, and a replay could apply the older one last)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def normalize_timestamp(value: Any) -> str:

@@ -23,9 +23,10 @@ from tests.views import all_views, view
 WRITE_STAGE = "write:"  # progress reports each stage as "<name>: <what>" when it starts
 
 
-@pytest.fixture
-def live(tmp_path, hash_embedder):
-    settings = Settings(data_dir=tmp_path / "d", min_cluster_size=20)
+@pytest.fixture(params=["full", "incremental"])
+def live(request, tmp_path, hash_embedder):
+    """A labelled store; every interleaving is tried against full runs and against incremental ones."""
+    settings = Settings(data_dir=tmp_path / "d", min_cluster_size=20, recluster_mode=request.param)
     store = edge_store(settings)
     store.ensure_collections(32)
     tickets, vectors, gold = topic_data(5, 60)
@@ -116,8 +117,9 @@ def test_a_not_outlier_made_while_a_run_writes_is_in_force_after_its_switch(live
 
 
 def _fewer_clusters(settings: Settings) -> Settings:
-    """KMeans with k=3 on the five topics: the run merges clusters, so old ids retire."""
-    return settings.model_copy(update={"algorithm": "kmeans", "n_clusters": 3})
+    """KMeans with k=3 on the five topics: the run merges clusters, so old ids retire (a full run:
+    in auto mode the changed settings would make it one too)."""
+    return settings.model_copy(update={"algorithm": "kmeans", "n_clusters": 3, "recluster_mode": "full"})
 
 
 def test_tickets_ingested_while_a_run_writes_never_name_a_retired_cluster(live, hash_embedder) -> None:

@@ -130,16 +130,17 @@ def test_a_pinned_name_survives_and_a_drifted_one_is_renamed(filled, small_setti
 
 
 class _DiesMidWrite:
-    """Wraps a store so the label write-back dies after its first batch (a crash half-way)."""
+    """Wraps a store so the label write-back dies at its second batch (a crash half-way)."""
 
     def __init__(self, store) -> None:
         self._store = store
         self.calls = 0
 
-    def set_payloads(self, updates):
+    def set_payload_ids(self, ids, payload):
         self.calls += 1
-        self._store.set_payloads(updates[: len(updates) // 2])
-        raise RuntimeError("worker killed during write-back")
+        if self.calls > 1:
+            raise RuntimeError("worker killed during write-back")
+        self._store.set_payload_ids(ids, payload)
 
     def __getattr__(self, name):
         return getattr(self._store, name)
@@ -191,11 +192,11 @@ class _IngestsDuringRun:
     def __init__(self, store, tickets, vectors) -> None:
         self._store, self._fresh = store, (tickets, vectors)
 
-    def set_payloads(self, updates):
+    def set_payload_ids(self, ids, payload):
         if self._fresh:
             self._store.upsert_tickets(*self._fresh)
             self._fresh = None
-        return self._store.set_payloads(updates)
+        return self._store.set_payload_ids(ids, payload)
 
     def __getattr__(self, name):
         return getattr(self._store, name)
@@ -260,10 +261,11 @@ def test_one_ticket_moved_to_another_topic_is_the_one_write(filled, small_settin
 def test_a_labelled_ticket_stays_unless_another_cluster_is_clearly_nearer(
     filled, small_settings, hash_embedder
 ) -> None:
-    """Hysteresis: a ticket a run labelled keeps its continued cluster while another centroid is
-    nearer by less than ``label_stay_margin``; clearly nearer, it moves."""
+    """Hysteresis in a full run: a ticket a run labelled keeps its continued cluster while another
+    centroid is nearer by less than ``label_stay_margin``; clearly nearer, it moves. (Its vector is
+    moved in place, as if the boundary had moved; a re-ingested ticket is labelled afresh.)"""
     store, tickets, gold = filled
-    settings = small_settings.model_copy(update={"fit_sample_size": 200})
+    settings = small_settings.model_copy(update={"fit_sample_size": 200, "recluster_mode": "full"})
     namer = KeyBERTNamer(hash_embedder)
     recluster(store, settings, namer=namer)
     a = _outside_the_sample(store, settings, tickets, gold, 0)
@@ -282,7 +284,7 @@ def test_a_labelled_ticket_stays_unless_another_cluster_is_clearly_nearer(
     weight = next(w for w in np.linspace(0.5, 1.0, 501) if mix(w) @ o - mix(w) @ h >= 0.015)
 
     def place() -> None:
-        store.upsert_tickets([a], np.asarray([mix(weight)]))
+        store.tickets.update_vectors([point_id(a.id)], np.asarray([mix(weight)]))
 
     place()
     assert recluster(store, settings, namer=namer)["written"] <= 1  # at most its outlier score

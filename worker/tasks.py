@@ -55,8 +55,9 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in run.items() if k != "events"}
 
 
-def run_recluster(res: Resources) -> dict[str, Any]:
-    """Recluster now unless another run holds the lock (fanned out when ``recluster_parts`` > 1)."""
+def run_recluster(res: Resources, full: bool = False) -> dict[str, Any]:
+    """Recluster now unless another run holds the lock (fanned out when ``recluster_parts`` > 1;
+    ``full``: a full run even when an incremental one would do)."""
     lock = RunLock(res.redis, timeout=res.settings.recluster_lock_seconds)
     if not lock.acquire():
         reason = f"skipped: run {lock.holder() or '?'} holds the recluster lock"
@@ -74,13 +75,14 @@ def run_recluster(res: Resources) -> dict[str, Any]:
                 notifier=res.notifier,
                 lease=lock,
                 optimizer=res.optimizer,
+                full=full,
             )
         finally:
             lock.release()
         return _summary(run)
     try:
         stages = Stages(log.info)
-        plan = prepare(res.store, res.settings, res.namer, lock, stages)
+        plan = prepare(res.store, res.settings, res.namer, lock, stages, full=full)
         if isinstance(plan, dict):
             lock.release()
             return _summary(plan)
@@ -219,9 +221,9 @@ def _resources() -> Resources:
 
 
 @shared_task(name=RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)
-def recluster_task() -> dict[str, Any]:
-    """Recluster now (skipped, saying why, while another run holds the lock)."""
-    return run_recluster(_resources())
+def recluster_task(full: bool = False) -> dict[str, Any]:
+    """Recluster now (skipped, saying why, while another run holds the lock); ``full``: a rebase."""
+    return run_recluster(_resources(), full=bool(full))
 
 
 @shared_task(name=MAYBE_RECLUSTER_TASK, acks_late=True, reject_on_worker_lost=True)

@@ -5,36 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify
-from pydantic import BaseModel, ValidationError
 
-from api.errors import ApiError, validation_details
 from api.schemas import LimitQuery, MergeIn, RenameIn, SplitIn
 from api.services import services
-from api.views import json_body, parse_query
+from api.views import parse_body, parse_query
 from constellate import edits
 from constellate.exceptions import Conflict, InputError, NotFound
 
 bp = Blueprint("edits", __name__)
 
 
-def _body(model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate(json_body())
-    except ValidationError as exc:
-        raise ApiError(422, "invalid request", validation_details(exc)) from None
-
-
 @bp.patch("/clusters/<int:cluster_id>")
 def rename(cluster_id: int) -> Any:
     """Rename a cluster (pinned by default: later runs keep the name)."""
-    body = _body(RenameIn)
+    body = parse_body(RenameIn)
     return jsonify(edits.rename_cluster(services().store, cluster_id, body.name, body.pinned))
 
 
 @bp.post("/clusters/<int:cluster_id>/merge")
 def merge(cluster_id: int) -> Any:
     """Merge the body's ``cluster_id`` into this cluster; later runs keep them one."""
-    body = _body(MergeIn)
+    body = parse_body(MergeIn)
     if body.cluster_id == cluster_id:  # well formed (the schema cannot relate body to path), so 409
         raise Conflict(f"cluster {cluster_id} cannot be merged into itself; name another cluster")
     return jsonify(edits.merge_clusters(services().store, cluster_id, body.cluster_id))
@@ -43,7 +34,7 @@ def merge(cluster_id: int) -> Any:
 @bp.post("/clusters/<int:cluster_id>/split")
 def split(cluster_id: int) -> Any:
     """Move tickets of this cluster into a new pinned cluster; 201 with the edit (its ``cluster_id``)."""
-    body = _body(SplitIn)
+    body = parse_body(SplitIn)
     try:
         return jsonify(edits.split_cluster(services().store, cluster_id, body.ticket_ids, body.name)), 201
     except NotFound:

@@ -7,17 +7,19 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from api.errors import ApiError
-from api.schemas import LimitQuery
+from api.schemas import LimitQuery, ReclusterIn
 from api.services import services
-from api.views import parse_query
+from api.views import parse_body, parse_query
 
 bp = Blueprint("runs", __name__)
 
 
 @bp.post("/recluster")
 def recluster() -> Any:
-    """Queue a recluster (the worker skips it, saying why, if one is already running)."""
-    return jsonify({"task_id": services().enqueue_recluster(), "status": "queued"}), 202
+    """Queue a recluster (the worker skips it, saying why, if one is already running); the optional
+    body ``{"full": true}`` asks for a full run."""
+    body = parse_body(ReclusterIn, optional=True)
+    return jsonify({"task_id": services().enqueue_recluster(full=body.full), "status": "queued"}), 202
 
 
 @bp.get("/runs")

@@ -6,7 +6,7 @@ not grow with the history. Sizes are filled in after the labelling pass has coun
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,27 +28,36 @@ def name_clusters(
     name_drift: float,
     exemplars: int,
     seed: int,
+    rows: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Catalogue entries (no ``size`` yet): keywords, name (kept, drifted, pinned or renamed),
-    exemplar ticket ids nearest the centroid, parents, born/updated run."""
+    exemplar ticket ids nearest the centroid, parents, born/updated run — for every cluster of the
+    plan, or only for ``rows`` (their names kept distinct from the other clusters' current names)."""
     rng = np.random.default_rng(seed)
-    k = len(plan.cluster_ids)
     row = plan.row_of()
+    named = list(range(len(plan.cluster_ids))) if rows is None else list(rows)
     labels = np.array([row[plan.sample_labels[pid]] for pid in sample.ids], dtype=np.int64)
     similarity = np.einsum("ij,ij->i", sample.vectors, plan.centroids[labels]) if len(sample) else np.zeros(0)
-    members = [np.flatnonzero(labels == c) for c in range(k)]
+    members = {c: np.flatnonzero(labels == c) for c in named}
     docs = []
-    for m in members:
-        rows = m if len(m) <= NAMING_DOCS else np.sort(rng.choice(m, NAMING_DOCS, replace=False))
-        docs.append([sample.texts[i] for i in rows])
-    keywords = namer.keywords(docs, plan.centroids) if namer is not None else [[] for _ in range(k)]
+    for c in named:
+        m = members[c]
+        picked = m if len(m) <= NAMING_DOCS else np.sort(rng.choice(m, NAMING_DOCS, replace=False))
+        docs.append([sample.texts[i] for i in picked])
+    found = (
+        namer.keywords(docs, plan.centroids[named]) if namer is not None and named else [[] for _ in named]
+    )
+    keywords = dict(zip(named, found, strict=True))
 
     continued = {e["cluster_id"] for e in plan.lineage_events if e["event"] == "continued"}
     run_id = plan.run_id
-    taken: set[str] = set()
+    others = set(range(len(plan.cluster_ids))) - set(named)
+    taken: set[str] = {
+        str(previous[plan.cluster_ids[c]]["name"]) for c in others if plan.cluster_ids[c] in previous
+    }
     # Keep names first (renamed, pinned, then undrifted continued clusters) so new names avoid them.
     order = sorted(
-        range(k), key=lambda c: (plan.cluster_ids[c] not in renames, plan.cluster_ids[c] not in continued, c)
+        named, key=lambda c: (plan.cluster_ids[c] not in renames, plan.cluster_ids[c] not in continued, c)
     )
     drafts: dict[int, dict[str, Any]] = {}
     for c in order:
@@ -71,7 +80,7 @@ def name_clusters(
         if drafts[c]["name"] is None:
             drafts[c]["name"] = make_name(drafts[c]["keywords"], taken)
     entries = []
-    for c in range(k):
+    for c in named:
         cid = plan.cluster_ids[c]
         prev = previous.get(cid)
         m = members[c]
@@ -89,3 +98,20 @@ def name_clusters(
             }
         )
     return entries
+
+
+def keep_entries(
+    plan: Plan, previous: Mapping[int, dict[str, Any]], fresh: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """An incremental run's catalogue entries in plan order: the live clusters' entries as they are
+    (names, keywords, exemplars, lineage), the born ones from ``fresh``."""
+    kept = ("name", "name_keywords", "keywords", "pinned", "exemplars", "parents", "born_run")
+    born = {int(e["cluster_id"]): e for e in fresh}
+    out = []
+    for cid in plan.cluster_ids:
+        if cid in born:
+            out.append(born[cid])
+        else:
+            entry = previous.get(cid, {})
+            out.append({"cluster_id": cid, **{k: entry.get(k) for k in kept}, "updated_run": plan.run_id})
+    return out

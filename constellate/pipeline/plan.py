@@ -4,6 +4,12 @@ The plan is everything the labelling pass needs to label any ticket without seei
 final clusters' stable ids and centroids, which of them take tickets by nearest centroid, the
 tickets humans put somewhere by hand, the sample's own fit labels and the outlier scale. It is
 small (K centroids and two bounded maps), so it can travel to other workers as bytes.
+
+A *full* plan (a rebase) adopts the fit: new centroids, a new outlier scale, every ticket
+relabelled. An *incremental* plan keeps the live catalogue and scale as they are and adds only the
+fit's clusters that are new (matched to no live cluster, mostly tickets no run has labelled yet);
+its pass reads only the tickets that need a label (new, guessed at ingest, written by a failed run)
+and the labelled ones within reach of a born cluster, so its cost follows what changed.
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ import numpy as np
 from constellate.clustering import Fit, OutlierScale
 from constellate.edits import EditEffect, replay_edits
 from constellate.embedding import normalize
-from constellate.identity import Lineage, match_clusters
+from constellate.identity import MIN_CENTROID_SIM, Lineage, match_clusters
 from constellate.pipeline.sample import Sample
-from constellate.store.base import VectorStore
+from constellate.store.base import Record, VectorStore
+
+FULL, INCREMENTAL = "full", "incremental"
+NEW_SHARE = 0.5  # an unmatched cluster is new (born in an incremental run) when this share of its
+# sample members carry no run's label yet (stored or guessed at ingest since the last run)
 
 
 @dataclass
@@ -50,6 +60,10 @@ class Plan:
     failed_runs: list[str] = field(default_factory=list)  # recent runs that never switched
     record: dict[str, Any] = field(default_factory=dict)  # the run record so far
     catalogue: list[dict[str, Any]] = field(default_factory=list)  # entries without sizes
+    mode: str = FULL
+    live_slot: str | None = None  # the slot readers use while the run works
+    born: list[int] = field(default_factory=list)  # incremental: rows of the clusters this run adds
+    reach: float = 1.0  # incremental: a labelled ticket can move to a born cluster only this similar to it
 
     def row_of(self) -> dict[int, int]:
         """Cluster row by stable id."""
@@ -177,3 +191,77 @@ def build_plan(
         next_id=max(matched.lineage.next_id, effect.next_id),
         **fields,
     )
+
+
+def build_incremental_plan(
+    sample: Sample,
+    fit: Fit,
+    lineage: Lineage,
+    previous: list[Record],
+    scale: OutlierScale,
+    edits: list[dict[str, Any]],
+    tolerance: float,
+    stay_margin: float,
+    **fields: Any,
+) -> Plan:
+    """The live clusters kept (ids, centroids, regular flags, outlier scale), plus the fit's new ones.
+
+    A fit cluster is added when identity matching continued no live cluster with it and at least
+    ``NEW_SHARE`` of its sample members carry no run's label (``sample.prev_labels`` = -1), unless
+    its centroid is as close to a live one as a continued cluster's may be. Splits,
+    merges and drift of live clusters wait for the next full run. Human merges and renames are
+    already in the live catalogue; the split edits' tickets are carried as overrides.
+    """
+    live_ids = [int(r.payload["cluster_id"]) for r in previous]
+    live = set(live_ids)
+    ids, vectors = list(live_ids), [np.asarray(r.vector, dtype=np.float32) for r in previous]
+    regular = [bool(r.payload.get("regular", True)) for r in previous]
+    parents = [list(r.payload.get("parents", [])) for r in previous]
+    unlabelled = sample.prev_labels < 0
+    live_centroids = np.stack(vectors) if vectors else np.zeros((0, fit.centroids.shape[1]), np.float32)
+    born, events = [], []
+    for i, cid in enumerate(lineage.ids):
+        members = fit.labels == i
+        if cid in live or not members.any() or unlabelled[members].mean() < NEW_SHARE:
+            continue
+        if len(live_centroids) and float((live_centroids @ fit.centroids[i]).max()) >= MIN_CENTROID_SIM:
+            continue  # new tickets of a live cluster that the matching paired elsewhere
+        born.append(len(ids))
+        ids.append(int(cid))
+        vectors.append(fit.centroids[i])
+        regular.append(True)
+        parents.append([])
+        events.append({"event": "born", "cluster_id": int(cid)})
+    effect = replay_edits(edits, Lineage(ids, [[] for _ in ids]), set(ids))
+    overrides = {
+        pid: effect.resolve(c) for pid, c in effect.overrides.items() if effect.resolve(c) in set(ids)
+    }
+    centroids = (
+        normalize(np.stack(vectors)) if vectors else np.zeros((0, sample.vectors.shape[1]), np.float32)
+    )
+    band = min(tolerance, (1.0 - scale.threshold) / 2)
+    # a labelled ticket that is no outlier is at least this similar to its own centroid ...
+    floor = 1.0 - float(np.interp(min(1.0, scale.threshold + band), *_ranks(scale)))
+    return Plan(
+        cluster_ids=ids,
+        centroids=centroids.astype(np.float32),
+        regular=np.array(regular, dtype=bool),
+        overrides=overrides,
+        sample_labels={},
+        scale=scale,
+        tolerance=tolerance,
+        stay_margin=stay_margin,
+        lineage_events=events,
+        parents=parents,
+        next_id=max(lineage.next_id, effect.next_id, *(c + 1 for c in ids)),
+        mode=INCREMENTAL,
+        born=born,
+        reach=floor + stay_margin - 1e-3,  # ... and moves only to a centroid clearly more similar
+        **fields,
+    )
+
+
+def _ranks(scale: OutlierScale) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks, distances) of the scale's quantiles, to read a score back as a distance."""
+    q = np.asarray(scale.quantiles)
+    return np.linspace(0.0, 1.0, len(q)), q

@@ -1,7 +1,10 @@
 """One recluster run as a short sequence of named stages.
 
-    claim -> sample -> fit -> match -> name -> map -> write -> catalogue -> switch -> after_switch
-    -> alerts (and a background optimise)
+    claim -> [sync] -> sample -> fit -> match -> name -> map -> write -> count -> catalogue -> switch
+    -> after_switch -> alerts (and a background optimise)
+
+A run is *full* (a rebase: it adopts a fresh fit and relabels every ticket) or *incremental* (it
+keeps the live clusters and adds the fit's new ones, reading only what changed): :func:`choose_mode`.
 
 ``prepare`` runs the stages up to ``write`` and returns a :class:`Plan`; ``label_range`` (the write
 stage) can run here or as several Celery tasks over id ranges; ``finish`` takes the parts' counts
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from constellate.alerts import ALERT_KIND, Notifier, detect_alerts
-from constellate.clustering import build_cluster_model
+from constellate.clustering import OutlierScale, build_cluster_model
 from constellate.config import Settings
 from constellate.edits import list_edits
 from constellate.ids import reserve_ids
@@ -25,9 +28,10 @@ from constellate.labels import other_slot
 from constellate.mapping import map_layout
 from constellate.naming import Namer
 from constellate.optimizer import BackgroundOptimizer
-from constellate.pipeline.label import PartResult, copy_to_other_slot, label_range
-from constellate.pipeline.name import name_clusters
-from constellate.pipeline.plan import Plan, build_plan, match
+from constellate.pipeline.counts import Counts, count_labels
+from constellate.pipeline.label import PartResult, assign, copy_labels, label_range
+from constellate.pipeline.name import keep_entries, name_clusters
+from constellate.pipeline.plan import FULL, INCREMENTAL, Plan, build_incremental_plan, build_plan, match
 from constellate.pipeline.sample import Sample, read_sample
 from constellate.pipeline.switch import abandon_stale_runs, after_switch, claim, switch
 from constellate.pipeline.timing import Progress, Stages
@@ -50,8 +54,10 @@ def recluster(
     notifier: Notifier | None = None,
     lease: Lease | None = None,
     optimizer: BackgroundOptimizer | None = None,
+    full: bool = False,
 ) -> dict[str, Any]:
-    """Run one recluster over every stored ticket in this process and return the run record.
+    """Run one recluster in this process and return the run record (``full``: a rebase even when
+    an incremental run would do, see :func:`choose_mode`).
 
     ``lease`` is the run lock the caller holds (checked before every write and renewed before the
     switch); without one the caller must have the store to itself. Human edits are replayed after
@@ -60,7 +66,7 @@ def recluster(
     """
     lease = lease or NoLease(run_id)
     stages = Stages(progress)
-    plan = prepare(store, settings, namer, lease, stages)
+    plan = prepare(store, settings, namer, lease, stages, full=full)
     if isinstance(plan, dict):  # skipped
         return plan
     try:
@@ -72,8 +78,48 @@ def recluster(
     return finish(store, settings, plan, [result], lease, stages, notifier, optimizer)
 
 
+def fingerprint(settings: Settings) -> str:
+    """The settings a fit depends on: a change makes the next run a full one."""
+    keys = ("model", "algorithm", "reduction", "fit_sample_size", "min_cluster_size", "n_clusters")
+    keys += ("dbscan_eps", "outlier_share", "seed")
+    return ";".join(f"{k}={getattr(settings, k)}" for k in keys)
+
+
+def choose_mode(settings: Settings, state: dict[str, Any], n_tickets: int, full: bool) -> tuple[str, str]:
+    """Full or incremental, and why.
+
+    Full when asked, on the first run, when the store fits in the fit sample (a full pass then costs
+    no more than an incremental one), after ``rebase_every_runs`` incremental runs, once the store
+    grew by ``rebase_growth`` since the last full run, or when the clustering settings changed.
+    """
+    if full:
+        return FULL, "asked for"
+    if not state.get("current_run") or not state.get("outlier_scale") or not state.get("slot"):
+        return FULL, "first run"
+    if settings.recluster_mode == "full":
+        return FULL, "recluster_mode is full"
+    if settings.recluster_mode == "incremental":
+        return INCREMENTAL, "recluster_mode is incremental"
+    if n_tickets <= settings.fit_sample_size:
+        return FULL, "the store fits in the fit sample"
+    since = int(state.get("runs_since_rebase", settings.rebase_every_runs))
+    if since >= settings.rebase_every_runs:
+        return FULL, f"{since} runs since the last full run"
+    base = int(state.get("rebase_tickets", 0))
+    if n_tickets >= (1.0 + settings.rebase_growth) * base:
+        return FULL, f"tickets grew from {base} to {n_tickets} since the last full run"
+    if state.get("rebase_fingerprint") != fingerprint(settings):
+        return FULL, "the clustering settings changed"
+    return INCREMENTAL, f"{since} runs and {n_tickets - base} tickets since the last full run"
+
+
 def prepare(
-    store: VectorStore, settings: Settings, namer: Namer | None, lease: Lease, stages: Stages
+    store: VectorStore,
+    settings: Settings,
+    namer: Namer | None,
+    lease: Lease,
+    stages: Stages,
+    full: bool = False,
 ) -> Plan | dict[str, Any]:
     """Claim the state, then sample, fit, match ids, name and lay out the map: the plan for the
     labelling pass. Returns the run record instead when there is nothing to cluster."""
@@ -84,15 +130,23 @@ def prepare(
         abandon_stale_runs(store, run_id)
         failed_runs = [r["run_id"] for r in store.list_runs(limit=20) if r.get("status") == "failed"]
     live_slot: str | None = claimed.get("slot")
+    mode, why = choose_mode(settings, claimed, store.count(), full)
     record: dict[str, Any] = {
         "run_id": run_id,
         "started_at": utc_now_precise(),
         "status": "running",
         "slot": other_slot(live_slot),
         "parts": settings.recluster_parts,
+        "mode": mode,
+        "mode_reason": why,
     }
     store.save_run(record)
     try:
+        if mode == INCREMENTAL:
+            with stages.stage("sync", "finishing the last run's copy into the target slot"):
+                record["synced"] = copy_labels(
+                    store, claimed["current_run"], live_slot, other_slot(live_slot), lease
+                )
         with stages.stage("sample", "reading the fit sample"):
             sample = read_sample(
                 store, settings.fit_sample_size, live_slot, settings.seed, settings.recluster_page_size
@@ -115,33 +169,45 @@ def prepare(
             edits = list_edits(store)
             first_new = reserve_ids(store, fit.n_clusters + 1)
             matched = match(sample, fit, prev_centroids, edits, first_new)
-            plan = build_plan(
-                store,
-                sample,
-                fit,
-                matched,
-                settings.outlier_score_tolerance,
-                settings.outlier_share,
-                stay_margin=settings.label_stay_margin,
-                run_id=run_id,
-                target=other_slot(live_slot),
-                first_run=live_slot is None,
-                claimed_version=int(claimed["version"]),
-                edit_ids=[e["edit_id"] for e in edits],
-                failed_runs=failed_runs,
-            )
-        with stages.stage("name", f"naming {len(plan.cluster_ids)} clusters"):
-            plan.catalogue = name_clusters(
+            common: dict[str, Any] = {
+                "run_id": run_id,
+                "target": other_slot(live_slot),
+                "first_run": live_slot is None,
+                "claimed_version": int(claimed["version"]),
+                "edit_ids": [e["edit_id"] for e in edits],
+                "failed_runs": failed_runs,
+                "live_slot": live_slot,
+            }
+            tolerance, margin = settings.outlier_score_tolerance, settings.label_stay_margin
+            if mode == FULL:
+                plan = build_plan(
+                    store, sample, fit, matched, tolerance, settings.outlier_share, margin, **common
+                )
+            else:
+                scale = OutlierScale.from_dict(claimed["outlier_scale"])
+                plan = build_incremental_plan(
+                    sample, fit, matched.lineage, previous, scale, edits, tolerance, margin, **common
+                )
+                rows = assign(sample.vectors, sample.ids, sample.prev_labels, sample.prev_labels >= 0, plan)
+                plan.sample_labels = {
+                    pid: plan.cluster_ids[r] for pid, r in zip(sample.ids, rows, strict=True)
+                }
+        previous_entries = {int(r.payload["cluster_id"]): r.payload for r in previous}
+        named = plan.born if mode == INCREMENTAL else None
+        with stages.stage("name", f"naming {len(plan.cluster_ids if named is None else named)} clusters"):
+            fresh = name_clusters(
                 plan,
                 sample,
-                {int(r.payload["cluster_id"]): r.payload for r in previous},
+                previous_entries,
                 matched.effect.renames,
                 namer,
                 settings.name_keywords,
                 settings.name_drift,
                 settings.exemplars,
                 settings.seed,
+                rows=named,
             )
+            plan.catalogue = fresh if named is None else keep_entries(plan, previous_entries, fresh)
         with stages.stage("map", "laying out the map sample"):
             map_rows = _map(store, plan, sample, settings)
         record.update(
@@ -150,6 +216,7 @@ def prepare(
             fit_size=len(sample),
             noise_fraction=round(float(fit.noise.mean()), 4),
             map_points=map_rows,
+            born=len(plan.born) if mode == INCREMENTAL else None,
             **internal_metrics(sample, plan, settings.seed),
         )
         plan.record = record
@@ -176,32 +243,43 @@ def finish(
     try:
         total = PartResult()
         for part in parts:
-            total = total.merge(part, settings.seed)
+            total = total.merge(part)
+        with stages.stage("count", "counting the target slot's labels"):
+            counts = count_labels(store, plan.target, len(plan.cluster_ids), settings.seed)
         with stages.stage("catalogue", "writing the catalogue"):
-            entries, centroids = _catalogue(store, plan, total)
+            entries, centroids = _catalogue(store, plan, counts)
             lease.check()
             store.upsert_clusters(plan.run_id, entries, centroids)
         record.update(
             status="succeeded",
-            n_points=total.n,
+            n_points=counts.n,
+            n_read=total.n,
             n_clusters=len(entries),
-            outlier_fraction=round(total.outliers / total.n, 4) if total.n else 0.0,
+            outlier_fraction=round(counts.outliers / counts.n, 4) if counts.n else 0.0,
             written=total.written,
-            unchanged=total.n - total.written,
+            unchanged=counts.n - total.written,
             events=plan.lineage_events,
             sizes={str(e["cluster_id"]): int(e["size"]) for e in entries},
         )
+        rebase = plan.mode == FULL
+        state = store.get_state()
         with stages.stage("switch", "switching readers to the new labels"):
             lease.confirm()
             switch(
                 store,
-                {**store.get_state(), "version": plan.claimed_version},
+                {**state, "version": plan.claimed_version},
                 plan.run_id,
                 {
                     "slot": plan.target,
                     "next_cluster_id": plan.next_id,
                     "outlier_scale": plan.scale.to_dict(),
-                    "tickets_at_run": total.n,
+                    "tickets_at_run": counts.n,
+                    "runs_since_rebase": 0 if rebase else int(state.get("runs_since_rebase", 0)) + 1,
+                    "rebase_run": plan.run_id if rebase else state.get("rebase_run"),
+                    "rebase_tickets": counts.n if rebase else state.get("rebase_tickets", counts.n),
+                    "rebase_fingerprint": fingerprint(settings)
+                    if rebase
+                    else state.get("rebase_fingerprint"),
                 },
             )
             record["finished_at"] = utc_now_precise()
@@ -212,7 +290,9 @@ def finish(
         try:
             record.update(after_switch(store, plan.run_id, plan.target, set(plan.edit_ids), plan.failed_runs))
             if not plan.first_run:
-                record["copied"] = copy_to_other_slot(store, plan, settings.recluster_page_size)
+                record["copied"] = copy_labels(
+                    store, plan.run_id, plan.target, page_size=settings.recluster_page_size
+                )
             store.prune_clusters(keep_run_id=plan.run_id)
             store.prune_map(keep_run_id=plan.run_id)
             store.prune_records("run", settings.keep_runs)
@@ -222,7 +302,7 @@ def finish(
             record["after_switch_error"] = f"{type(exc).__name__}: {exc}"
     with stages.stage("alerts", "looking for emerging clusters"):
         try:
-            alerts = _alerts(store, record, entries, total, settings)
+            alerts = _alerts(store, record, entries, counts, settings)
         except Exception as exc:  # the run has switched: a failing alert check must not mark it failed
             log.exception("alert detection failed")
             alerts, record["alerts_error"] = [], f"{type(exc).__name__}: {exc}"
@@ -246,7 +326,7 @@ def fail(store: VectorStore, record: dict[str, Any], exc: BaseException, stages:
         log.exception("could not record the failed run %s", record.get("run_id"))
 
 
-def _catalogue(store: VectorStore, plan: Plan, total: PartResult) -> tuple[list[dict[str, Any]], np.ndarray]:
+def _catalogue(store: VectorStore, plan: Plan, total: Counts) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Entries with their counted sizes, growth and size history (computed once per run, so the
     catalogue route only reads it); clusters that ended up empty are left out."""
     runs = [r for r in store.list_runs(limit=HISTORY_RUNS * 2) if r.get("status") == "succeeded"]
@@ -264,6 +344,7 @@ def _catalogue(store: VectorStore, plan: Plan, total: PartResult) -> tuple[list[
             "growth_24h": total.day.get(cid, 0),
             "growth_7d": total.week.get(cid, 0),
             "history": history,
+            "regular": bool(plan.regular[i]),
         }
         if not entry["exemplars"]:  # a cluster only humans put tickets in: show those
             pids = [p for p, c in plan.overrides.items() if c == entry["cluster_id"]][:5]
@@ -331,7 +412,7 @@ def _alerts(
     store: VectorStore,
     run: dict[str, Any],
     catalogue: list[dict[str, Any]],
-    total: PartResult,
+    total: Counts,
     settings: Settings,
 ) -> list[dict[str, Any]]:
     """Detect and store this run's alerts (the outlier group among a uniform sample of outliers)."""

@@ -63,6 +63,41 @@ def test_a_fanned_out_run_labels_exactly_like_one_process(tmp_path, redis_url, h
         fanned.close()
 
 
+def test_a_fanned_out_incremental_run_labels_exactly_like_one_process(
+    tmp_path, redis_url, hash_embedder
+) -> None:
+    from constellate.assign import CentroidAssigner
+
+    settings = Settings(data_dir=tmp_path / "one", min_cluster_size=20, recluster_page_size=64)
+    settings = settings.model_copy(update={"fit_sample_size": 400})  # the store outgrows the sample
+    namer = KeyBERTNamer(hash_embedder)
+    fresh, vectors, _ = topic_data(1, 60, seed=5, prefix="new", start=6)
+    stores = {}
+    for name in ("one", "many"):
+        store = stores[name] = _filled(tmp_path / name, settings)
+        assert recluster(store, settings, namer=namer)["mode"] == "full"
+        _, guessed = CentroidAssigner(store).label(vectors)
+        store.upsert_tickets(fresh, vectors, guessed)
+    try:
+        alone = recluster(stores["one"], settings, namer=namer)
+        assert alone["mode"] == "incremental" and alone["born"] == 1 and alone["written"] == 60
+        many = settings.model_copy(update={"data_dir": tmp_path / "many", "recluster_parts": 2})
+        app = make_celery(many, redis_url, store=stores["many"], namer=namer)
+        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30):
+            sent = app.send_task(RECLUSTER_TASK).get(timeout=120)
+            run = _wait_for_run(stores["many"], sent["run_id"])
+        assert run["status"] == "succeeded" and run["mode"] == "incremental", run
+        assert run["n_read"] == alone["n_read"] and run["written"] == alone["written"]
+        views = [
+            {t: (v["cluster_id"], v["cluster_name"], v["is_outlier"]) for t, v in all_views(s).items()}
+            for s in stores.values()
+        ]
+        assert views[0] == views[1]
+    finally:
+        for store in stores.values():
+            store.close()
+
+
 def test_a_part_that_fails_fails_the_whole_run(tmp_path, redis_url, hash_embedder, monkeypatch) -> None:
     import worker.tasks as tasks
 
