@@ -21,7 +21,7 @@ import numpy as np
 
 from constellate.labels import INGEST, NOT_OUTLIER, RECLUSTER, SLOTS, other_slot, slot_field, slot_payload
 from constellate.pipeline.plan import FULL, Plan
-from constellate.pipeline.writer import GroupedWriter
+from constellate.pipeline.writer import PAGES_HELD, GroupedWriter
 from constellate.run_lock import Lease, NoLease
 from constellate.store.base import Filter, IsEmpty, Match, MatchAny, VectorPage, VectorStore
 
@@ -116,7 +116,7 @@ def label_range(
 ) -> PartResult:
     """Label the tickets the plan's pass reads in ``start <= point id < stop`` into its target slot."""
     result = PartResult()
-    with GroupedWriter(store, lease) as writer:
+    with GroupedWriter(store, lease, pending=PAGES_HELD * page_size) as writer:
         for page in pages(store, plan, page_size, start, stop):
             result.n += len(page.ids)
             for pid, payload in label_page(page, plan):
@@ -256,7 +256,7 @@ def copy_labels(
     fields = [slot_field(source, n) for n in LABEL_NAMES]
     copied = 0
     offset: str | None = None
-    with GroupedWriter(store, lease or NoLease(run_id)) as writer:
+    with GroupedWriter(store, lease or NoLease(run_id), pending=PAGES_HELD * page_size) as writer:
         while True:
             records, offset = store.scroll_tickets(flt, limit=page_size, offset=offset, fields=fields)
             for r in records:

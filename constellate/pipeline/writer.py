@@ -9,6 +9,7 @@ bounded, and the lease is checked before every operation is handed over.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 from constellate.run_lock import Lease
 from constellate.store.base import VectorStore
 
+log = logging.getLogger(__name__)
+
 GROUP = 4096  # ids per operation
-PENDING = 65_536  # ids held before the largest groups are written early
+PAGES_HELD = 32  # pages of ids held before the largest groups are written early
+PENDING = PAGES_HELD * 2048
 IN_FLIGHT = 4  # operations queued for the thread before the pass waits (backpressure)
 
 
@@ -60,8 +64,13 @@ class GroupedWriter:
         while len(self._futures) >= IN_FLIGHT:
             self._futures.popleft().result()
         self.lease.check()  # never hand over a write for a run that no longer owns the lock
-        self._futures.append(self._pool.submit(self.store.set_payload_ids, ids, dict(key)))
+        self._futures.append(self._pool.submit(self._write, ids, dict(key), first=not self.written))
         self.written += len(ids)
+
+    def _write(self, ids: list[str], payload: dict[str, Any], first: bool) -> None:
+        self.store.set_payload_ids(ids, payload)
+        if first:
+            log.info("write: first %d labels written", len(ids))
 
     def __enter__(self) -> GroupedWriter:
         return self

@@ -104,8 +104,7 @@ def test_worker_killed_during_write_back(tmp_path, redis_url, real_embedder) -> 
     )
     try:
         client.send_task(RECLUSTER_TASK)
-        wait_for(lambda: "write: writing labels" in log.read_text(), 600, "the second write-back", 0.02)
-        time.sleep(0.6)
+        wait_for(lambda: "write: first" in log.read_text(), 600, "the second write-back's first labels", 0.02)
         stop_process(worker, sig=signal.SIGKILL)
     finally:
         stop_process(worker, sig=signal.SIGKILL)
