@@ -1,6 +1,7 @@
 """Emerging-cluster alerts after each run, stored and posted to a webhook without blocking the run.
 
-Three rules: a cluster born this run at or above ``alert_min_size``; a continued cluster whose
+Three rules, the first two for clusters and topics alike (``level`` in the alert): a cluster born
+this run at or above ``alert_min_size``; a continued cluster whose
 growth since the last run is ``alert_growth_factor`` times its average growth over earlier runs
 (and at least ``alert_min_size`` tickets); a dense group among the run's outliers (HDBSCAN on the
 outlier vectors finds a group of at least ``alert_min_size``).
@@ -52,8 +53,10 @@ def detect_alerts(
     sizes_before = [{int(k): v for k, v in (h.get("sizes") or {}).items()} for h in history]
     for entry in catalogue:
         cid, size = int(entry["cluster_id"]), int(entry["size"])
+        level = entry.get("level", "cluster")
         if cid in born and had_runs and size >= min_size:
-            alerts.append(_alert(run, "born", cid, entry["name"], size, f"new cluster of {size} tickets"))
+            what = f"new {level} of {size} tickets"
+            alerts.append(_alert(run, "born", cid, entry["name"], size, what, level=level))
             continue
         if not sizes_before or cid not in sizes_before[0]:
             continue
@@ -62,7 +65,7 @@ def detect_alerts(
         baseline = max(1.0, float(np.mean(earlier))) if earlier else None
         if baseline is not None and growth >= min_size and growth >= growth_factor * baseline:
             reason = f"grew by {growth} since the last run against an average of {baseline:.1f}"
-            alerts.append(_alert(run, "growth", cid, entry["name"], size, reason, growth=growth))
+            alerts.append(_alert(run, "growth", cid, entry["name"], size, reason, growth=growth, level=level))
     group = _outlier_group(outlier_vectors, min_size)
     if group is not None:
         members = tickets_for([int(i) for i in group[:GROUP_IDS_KEPT]])

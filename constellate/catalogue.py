@@ -22,7 +22,13 @@ class Live:
     """The live run as one reader sees it."""
 
     state: dict[str, Any]
-    names: dict[int, str] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)  # clusters' and topics' names
+    topics: dict[int, int] = field(default_factory=dict)  # cluster id -> its topic's id
+    levels: dict[int, str] = field(default_factory=dict)  # id -> "cluster" | "topic"
+
+    def ids(self, level: str) -> set[int]:
+        """The live clusters' (or topics') ids."""
+        return {i for i, lv in self.levels.items() if lv == level}
 
     @property
     def run_id(self) -> str | None:
@@ -32,9 +38,13 @@ class Live:
     def slot(self) -> str | None:
         return self.state.get("slot")
 
+    def children(self, topic_id: int) -> tuple[int, ...]:
+        """The live clusters of a topic."""
+        return tuple(sorted(c for c, t in self.topics.items() if t == topic_id))
+
     def view(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A stored ticket as readers see it."""
-        return ticket_view(payload, self.slot, self.names)
+        return ticket_view(payload, self.slot, self.names, self.topics)
 
 
 class NameCache:
@@ -44,6 +54,8 @@ class NameCache:
         self._lock = threading.Lock()
         self._key: tuple[Any, Any] | None = None
         self._names: dict[int, str] = {}
+        self._topics: dict[int, int] = {}
+        self._levels: dict[int, str] = {}
 
     def live(self, store: VectorStore) -> Live:
         """The state and the live names (two point reads when nothing changed)."""
@@ -51,15 +63,26 @@ class NameCache:
         key = (state.get("current_run"), edits_meta(store).get("edited_at"))
         with self._lock:
             if key != self._key:
-                records = store.list_clusters(key[0])
+                records = store.list_clusters(key[0], level=None)
                 self._names = {int(r.payload["cluster_id"]): str(r.payload.get("name", "")) for r in records}
+                self._topics = {
+                    int(r.payload["cluster_id"]): int(r.payload["topic_id"])
+                    for r in records
+                    if r.payload.get("level", "cluster") == "cluster"
+                    and r.payload.get("topic_id") is not None
+                }
+                self._levels = {
+                    int(r.payload["cluster_id"]): r.payload.get("level", "cluster") for r in records
+                }
                 self._key = key
-            return Live(state, self._names)
+            return Live(state, self._names, self._topics, self._levels)
 
 
-def cluster_summaries(store: VectorStore, live: Live) -> list[dict[str, Any]]:
-    """The live catalogue, largest first: K points read, growth and history as the run counted them."""
-    return sorted((_summary(r.payload) for r in store.list_clusters(live.run_id)), key=lambda c: -c["size"])
+def cluster_summaries(store: VectorStore, live: Live, level: str = "cluster") -> list[dict[str, Any]]:
+    """The live catalogue at ``level`` (``cluster`` or ``topic``), largest first: its entries read,
+    growth and history as the run counted them."""
+    records = store.list_clusters(live.run_id, level=level)
+    return sorted((_summary(r.payload) for r in records), key=lambda c: -c["size"])
 
 
 def cluster_detail(store: VectorStore, live: Live, cluster_id: int, runs: int = 50) -> dict[str, Any] | None:
@@ -78,12 +101,19 @@ def cluster_detail(store: VectorStore, live: Live, cluster_id: int, runs: int = 
     for edit in reversed(edits_for(store, cluster_id)):
         lineage.append({"event": f"edit:{edit['type']}", "at": edit["created_at"], **edit})
     lineage.sort(key=lambda e: str(e.get("at") or ""))
+    topic = payload.get("topic_id")
+    parent = store.get_cluster(live.run_id, int(topic)) if topic is not None else None
+    children = [store.get_cluster(live.run_id, int(c)) for c in payload.get("children", [])]
     return {
         **_summary(payload),
         "exemplars": [live.view(r.payload) for r in exemplars],
         "parents": payload.get("parents", []),
         "born_run": payload.get("born_run"),
         "lineage": lineage,
+        "topic": _summary(parent.payload) if parent is not None else None,
+        "clusters": sorted(
+            (_summary(c.payload) for c in children if c is not None), key=lambda c: -c["size"]
+        ),
     }
 
 
@@ -117,4 +147,7 @@ def _summary(payload: dict[str, Any]) -> dict[str, Any]:
         "growth_24h": int(payload.get("growth_24h", 0)),
         "growth_7d": int(payload.get("growth_7d", 0)),
         "history": payload.get("history", []),
+        "level": payload.get("level", "cluster"),
+        "topic_id": payload.get("topic_id"),
+        "children": payload.get("children", []),
     }

@@ -235,7 +235,7 @@ def recluster(as_json: bool, top: int, full: bool, algorithm: str | None, data_d
             finally:
                 if lease is not None:
                     lease.release()
-            clusters = store.list_clusters(run["run_id"]) if run["status"] == "succeeded" else []
+            clusters = store.list_clusters(run["run_id"], level=None) if run["status"] == "succeeded" else []
             progress("optimize: re-indexing what the run changed (readers already see the new labels)")
             optimizer.wait()
     except ConstellateError as exc:
@@ -292,17 +292,43 @@ def _print_run(run: dict[str, Any], clusters: list[dict[str, Any]], as_json: boo
             f"run {run.get('run_id', '?')}: {run['status']} ({run.get('reason') or run.get('error', '')})"
         )
         return
-    counts = Counter(e["event"] for e in run.get("events", []))
+    counts = Counter(e["event"] for e in run.get("events", []) if e.get("level", "cluster") == "cluster")
     click.echo(
-        f"run {run['run_id']}: {run['n_points']} tickets -> {run['n_clusters']} clusters, "
-        f"{run['outlier_fraction']:.1%} outliers, {run['written']} labels written, "
-        f"{run['seconds']['total']:.1f} s"
+        f"run {run['run_id']} ({run.get('mode', 'full')}): {run['n_points']} tickets -> "
+        f"{run['n_clusters']} clusters in {run.get('n_topics', 0)} topics, "
+        f"{run['outlier_fraction']:.1%} outliers, {run.get('n_read', run['n_points'])} read, "
+        f"{run['written']} labels written, {run['seconds']['total']:.1f} s"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else "")
     )
-    if clusters:
-        click.echo(f"{'id':>5}  {'size':>6}  name")
-    for p in sorted(clusters, key=lambda c: -int(c["size"]))[:top]:
-        click.echo(f"{p['cluster_id']:>5}  {p['size']:>6}  {p['name']}")
+    print_tree(clusters, top)
+
+
+def print_tree(entries: list[dict[str, Any]], top: int) -> None:
+    """The catalogue as a tree: the largest topics, each with its largest clusters (``top`` lines of
+    clusters in all); a catalogue without topics prints as a flat list."""
+    topics = sorted((e for e in entries if e.get("level") == "topic"), key=lambda e: -int(e["size"]))
+    clusters = {int(e["cluster_id"]): e for e in entries if e.get("level", "cluster") == "cluster"}
+    if not clusters:
+        return
+    click.echo(f"{'id':>5}  {'size':>6}  name")
+    if not topics:
+        for p in sorted(clusters.values(), key=lambda c: -int(c["size"]))[:top]:
+            click.echo(f"{p['cluster_id']:>5}  {p['size']:>6}  {p['name']}")
+        return
+    shown = 0
+    for t in topics:
+        if shown >= top:
+            click.echo(f"  … {len(topics) - topics.index(t)} more topics")
+            break
+        click.echo(f"{t['cluster_id']:>5}  {t['size']:>6}  {t['name']}")
+        children = sorted(
+            (clusters[c] for c in t.get("children", []) if c in clusters), key=lambda c: -int(c["size"])
+        )
+        for p in children[: max(1, min(5, top - shown))]:
+            click.echo(f"{p['cluster_id']:>5}  {p['size']:>6}    └ {p['name']}")
+            shown += 1
+        if len(children) > 5:
+            click.echo(f"{'':>15}    └ … {len(children) - 5} more clusters")
 
 
 @main.command()

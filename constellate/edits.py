@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from constellate.embedding import normalize
-from constellate.exceptions import InputError, NotFound
+from constellate.exceptions import Conflict, InputError, NotFound
 from constellate.identity import Lineage
 from constellate.ids import reserve_ids
 from constellate.labels import NOT_OUTLIER, SLOTS, label_filter, slot_field
@@ -37,6 +37,7 @@ __all__ = [
     "list_edits",
     "mark_not_outlier",
     "merge_clusters",
+    "move_cluster",
     "rename_cluster",
     "replay_edits",
     "split_cluster",
@@ -72,9 +73,18 @@ def merge_clusters(store: VectorStore, into: int, source: int) -> dict[str, Any]
     """Fold cluster ``source`` into ``into``; later runs keep them one cluster under ``into``."""
     if into == source:
         raise InputError("a cluster cannot be merged into itself")
-    _live_cluster(store, into)
-    _live_cluster(store, source)
+    _live_cluster(store, into, level="cluster")
+    _live_cluster(store, source, level="cluster")
     return _record_and_apply(store, "merge", into=into, **{"from": source})
+
+
+def move_cluster(store: VectorStore, cluster_id: int, topic_id: int) -> dict[str, Any]:
+    """Put cluster ``cluster_id`` into topic ``topic_id``; later runs keep it there while the topic lives."""
+    _, _, entry = _live_cluster(store, cluster_id, level="cluster")
+    _live_cluster(store, topic_id, level="topic")
+    if entry.payload.get("topic_id") == topic_id:
+        raise Conflict(f"cluster {cluster_id} is in topic {topic_id} already")
+    return _record_and_apply(store, "move", cluster_id=cluster_id, topic_id=topic_id)
 
 
 def split_cluster(
@@ -85,7 +95,7 @@ def split_cluster(
     ids = list(dict.fromkeys(str(t) for t in ticket_ids))
     if not ids:
         raise InputError("ticket_ids must name at least one ticket")
-    _, slot, source = _live_cluster(store, cluster_id)
+    _, slot, source = _live_cluster(store, cluster_id, level="cluster")
     records = store.get_points(
         [point_id(t) for t in ids], fields=["ticket_id", slot_field(slot, "cluster_id")]
     )
@@ -147,6 +157,8 @@ def apply_to_live(store: VectorStore, edit: dict[str, Any]) -> None:
         _apply_merge(store, run, slot, int(edit["into"]), int(edit["from"]))
     elif kind == "split":
         _apply_split(store, run, slot, edit)
+    elif kind == "move":
+        _apply_move(store, run, int(edit["cluster_id"]), int(edit["topic_id"]))
 
 
 def _apply_merge(store: VectorStore, run: str, slot: str, into: int, source: int) -> None:
@@ -167,6 +179,11 @@ def _apply_merge(store: VectorStore, run: str, slot: str, into: int, source: int
     )
     _write_entry(store, run, target)
     store.delete_cluster(run, source)
+    moved = {g: int(other.payload.get(g, 0)) for g in ("size", "growth_24h", "growth_7d")}
+    _set_children(
+        store, run, other.payload.get("topic_id"), remove=source, delta={g: -v for g, v in moved.items()}
+    )
+    _set_children(store, run, target.payload.get("topic_id"), delta=moved)
     store.update_map_where(run, Filter(must=(Match("cluster_id", source),)), {"cluster_id": into})
 
 
@@ -180,6 +197,8 @@ def _apply_split(store: VectorStore, run: str, slot: str, edit: dict[str, Any]) 
     if moving:  # both slots, as for a merge
         store.set_payload_ids([r.id for r in moving], {slot_field(s, "cluster_id"): new_id for s in SLOTS})
     entry = store.get_cluster(run, new_id)
+    source = store.get_cluster(run, source_id)
+    topic = source.payload.get("topic_id") if source is not None else None
     if entry is None:
         vectors = np.stack([r.vector for r in records if r.vector is not None])
         new_entry = {
@@ -194,16 +213,50 @@ def _apply_split(store: VectorStore, run: str, slot: str, edit: dict[str, Any]) 
             "born_run": run,
             "updated_run": run,
             "regular": False,  # takes only the tickets a human put there
+            "level": "cluster",
+            "topic_id": topic,  # it stays in its source's topic
         }
         store.upsert_clusters(run, [new_entry], normalize(vectors.mean(axis=0, keepdims=True)))
+        _set_children(store, run, topic, add=new_id)
     else:
         store.set_cluster_fields(run, new_id, {"size": int(entry.payload.get("size", 0)) + len(moving)})
     left = sum(1 for r in moving if r.payload.get(key) == source_id)
-    source = store.get_cluster(run, source_id)
     if source is not None and left:
         store.set_cluster_fields(run, source_id, {"size": max(0, int(source.payload.get("size", 0)) - left)})
     store.update_map_where(
         run, Filter(must=(MatchAny("ticket_id", tuple(edit["ticket_ids"])),)), {"cluster_id": new_id}
+    )
+
+
+def _apply_move(store: VectorStore, run: str, cluster_id: int, topic_id: int) -> None:
+    cluster, topic = store.get_cluster(run, cluster_id), store.get_cluster(run, topic_id)
+    if cluster is None or topic is None or topic.payload.get("level") != "topic":
+        return  # a later run retired one of them
+    old = cluster.payload.get("topic_id")
+    if old == topic_id:
+        return
+    store.set_cluster_fields(run, cluster_id, {"topic_id": topic_id})
+    moved = {g: int(cluster.payload.get(g, 0)) for g in ("size", "growth_24h", "growth_7d")}
+    _set_children(store, run, old, remove=cluster_id, delta={g: -v for g, v in moved.items()})
+    _set_children(store, run, topic_id, add=cluster_id, delta=moved)
+
+
+def _set_children(
+    store: VectorStore,
+    run: str,
+    topic_id: Any,
+    add: int | None = None,
+    remove: int | None = None,
+    delta: dict[str, int] | None = None,
+) -> None:
+    """Keep a live topic's entry true to an edit: its clusters, and its counts by ``delta``."""
+    entry = store.get_cluster(run, int(topic_id)) if topic_id is not None else None
+    if entry is None or entry.payload.get("level") != "topic":
+        return
+    children = set(entry.payload.get("children", [])) - {remove} | ({add} if add is not None else set())
+    fields = {g: max(0, int(entry.payload.get(g, 0)) + d) for g, d in (delta or {}).items()}
+    store.set_cluster_fields(
+        run, int(topic_id), {**fields, "children": sorted(c for c in children if c is not None)}
     )
 
 
@@ -278,12 +331,18 @@ def replay_edits(edits: Iterable[dict[str, Any]], lineage: Lineage, present: Ite
     return effect
 
 
-def _live_cluster(store: VectorStore, cluster_id: int) -> tuple[str, str, Record]:
+def _live_cluster(store: VectorStore, cluster_id: int, level: str | None = None) -> tuple[str, str, Record]:
+    """The live run, its slot and the catalogue entry ``cluster_id`` (a cluster or a topic; ``level``:
+    only that level)."""
     state = store.get_state()
     run, slot = state.get("current_run"), state.get("slot")
     entry = store.get_cluster(run, cluster_id) if run else None
     if run is None or slot is None or entry is None:
         raise NotFound(f"no cluster {cluster_id} in the current run")
+    found = entry.payload.get("level", "cluster")
+    if level is not None and found != level:
+        what = "a topic" if found == "topic" else "a cluster"
+        raise Conflict(f"{cluster_id} is {what}; this edit needs a {level}")
     return run, slot, entry
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from constellate.store.base import Condition, Filter, Match
+from constellate.store.base import Condition, Filter, Match, MatchAny
 
 SLOTS = ("a", "b")
 LABEL_FIELDS = ("cluster_id", "is_outlier", "outlier_score", "label_run", "assigned_by")
@@ -48,27 +48,43 @@ def slot_values(payload: Mapping[str, Any], slot: str) -> dict[str, Any]:
 
 
 def ticket_view(
-    payload: Mapping[str, Any], slot: str | None, names: Mapping[int, str] | None = None
+    payload: Mapping[str, Any],
+    slot: str | None,
+    names: Mapping[int, str] | None = None,
+    topics: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
-    """A ticket as readers see it: its fields plus the live slot's labels under plain names, and the
-    cluster's name from the live catalogue (``names``)."""
+    """A ticket as readers see it: its fields plus the live slot's labels under plain names, the
+    cluster's name from the live catalogue (``names``), and its cluster's topic (``topics``: cluster
+    id -> topic id; topic names are in ``names`` too)."""
     view = {k: payload.get(k) for k in TICKET_FIELDS}
     for name in LABEL_FIELDS:
         view[name] = payload.get(slot_field(slot, name)) if slot else None
     cid = view["cluster_id"]
-    view["cluster_name"] = (names or {}).get(cid) if isinstance(cid, int) else None
+    known = isinstance(cid, int) and not isinstance(cid, bool)
+    view["cluster_name"] = (names or {}).get(cid) if known else None
+    tid = (topics or {}).get(cid) if known else None
+    view["topic_id"] = tid
+    view["topic_name"] = (names or {}).get(tid) if tid is not None else None
     return view
 
 
-def label_filter(slot: str | None, cluster_id: int | None = None, is_outlier: bool | None = None) -> Filter:
-    """A filter on the live labels (an impossible filter when nothing has been labelled yet)."""
+def label_filter(
+    slot: str | None,
+    cluster_id: int | None = None,
+    is_outlier: bool | None = None,
+    cluster_ids: tuple[int, ...] | None = None,
+) -> Filter:
+    """A filter on the live labels (an impossible filter when nothing has been labelled yet);
+    ``cluster_ids``: in any of these clusters (a topic's)."""
     if slot is None:
-        if cluster_id is None and is_outlier is None:
+        if cluster_id is None and is_outlier is None and cluster_ids is None:
             return Filter()
         return Filter(must=(Match("ticket_id", "\x00no-labels-yet"),))
     must: list[Condition] = []
     if cluster_id is not None:
         must.append(Match(slot_field(slot, "cluster_id"), int(cluster_id)))
+    if cluster_ids is not None:
+        must.append(MatchAny(slot_field(slot, "cluster_id"), tuple(int(c) for c in cluster_ids)))
     if is_outlier is not None:
         must.append(Match(slot_field(slot, "is_outlier"), bool(is_outlier)))
     return Filter(must=tuple(must))

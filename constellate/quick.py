@@ -12,6 +12,7 @@ from constellate.clustering import OutlierScale, build_cluster_model, cluster_al
 from constellate.config import Settings
 from constellate.embedding import Embedder
 from constellate.naming import KeyBERTNamer, Namer, make_name
+from constellate.topics import group_clusters, topic_centroids
 
 NAMING_DOCS = 200
 
@@ -25,6 +26,9 @@ class Clustered:
     outlier_scores: list[float]
     is_outlier: list[bool]
     clusters: list[dict[str, Any]] = field(default_factory=list)
+    topic_ids: list[int] = field(default_factory=list)
+    topic_names: list[str] = field(default_factory=list)
+    topics: list[dict[str, Any]] = field(default_factory=list)  # each with its clusters' ids
 
 
 def cluster_texts(
@@ -64,15 +68,36 @@ def cluster_texts(
     keywords = namer.keywords(docs, result.centroids)
     taken: set[str] = set()
     names = [make_name(kws, taken) for kws in keywords]
+    sizes = np.array([len(m) for m in members])
+    topic_of = group_clusters(result.centroids, sizes)
+    n_topics = int(topic_of.max()) + 1 if len(topic_of) else 0
+    topic_members = [np.flatnonzero(topic_of[result.labels] == t) for t in range(n_topics)]
+    topic_docs = [
+        [texts[i] for i in (m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False))]
+        for m in topic_members
+    ]
+    topic_keywords = namer.keywords(topic_docs, topic_centroids(result.centroids, sizes, topic_of, n_topics))
+    topic_names = [make_name(kws, taken) for kws in topic_keywords]  # distinct from the clusters' names too
     clusters = [
         {
             "cluster_id": c,
             "name": names[c],
             "keywords": keywords[c],
             "size": len(members[c]),
+            "topic_id": int(topic_of[c]),
             "exemplars": [texts[i] for i in members[c][np.argsort(-result.similarity[members[c]])[:3]]],
         }
         for c in range(result.n_clusters)
+    ]
+    topics = [
+        {
+            "topic_id": t,
+            "name": topic_names[t],
+            "keywords": topic_keywords[t],
+            "size": len(topic_members[t]),
+            "clusters": [c for c in range(result.n_clusters) if topic_of[c] == t],
+        }
+        for t in range(n_topics)
     ]
     return Clustered(
         cluster_ids=[int(x) for x in result.labels],
@@ -80,4 +105,7 @@ def cluster_texts(
         outlier_scores=[round(float(s), 4) for s in scores],
         is_outlier=[bool(f) for f in flags],
         clusters=clusters,
+        topic_ids=[int(topic_of[x]) for x in result.labels],
+        topic_names=[topic_names[int(topic_of[x])] for x in result.labels],
+        topics=topics,
     )

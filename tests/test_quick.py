@@ -22,3 +22,23 @@ def test_cluster_texts_labels_names_and_scores_every_text(hash_embedder) -> None
     assert 0 < sum(result.is_outlier) <= 0.12 * 200
     first = result.clusters[result.cluster_ids[0]]
     assert result.cluster_names[0] == first["name"] and "refund" in " ".join(first["keywords"])
+
+
+def test_cluster_texts_returns_the_topic_level_too(hash_embedder) -> None:
+    from tests.topics import nested_data
+
+    tickets, vectors, gold, gold_topic = nested_data()
+    result = cluster_texts(
+        [t.text for t in tickets],
+        settings=Settings(min_cluster_size=15),
+        embedder=hash_embedder,
+        vectors=vectors,
+    )
+    assert adjusted_rand_score(gold, result.cluster_ids) == 1.0
+    assert adjusted_rand_score(gold_topic, result.topic_ids) == 1.0
+    assert len(result.topics) == 3 and sorted(c for t in result.topics for c in t["clusters"]) == list(
+        range(9)
+    )
+    names = {t["name"] for t in result.topics} | {c["name"] for c in result.clusters}
+    assert len(names) == 12  # distinct across both levels
+    assert result.topic_names[0] == result.topics[result.topic_ids[0]]["name"]

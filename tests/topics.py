@@ -41,3 +41,26 @@ def topic_data(
             tickets.append(Ticket(id=f"{prefix}{t}-{i}", text=text))
             gold.append(t)
     return tickets, normalize(np.asarray(vectors)), np.asarray(gold)
+
+
+def nested_data(
+    topics: int = 3, clusters: int = 3, per_cluster: int = 40, dim: int = 32, seed: int = 0, prefix: str = "n"
+) -> tuple[list[Ticket], np.ndarray, np.ndarray, np.ndarray]:
+    """``topics`` topics of ``clusters`` clusters each: cluster centres near their topic's centre,
+    topics far apart; texts share a topic word and a cluster word. Returns tickets, vectors, the
+    gold cluster and the gold topic of each ticket."""
+    rng = np.random.default_rng(seed)
+    centres = normalize(np.random.default_rng(2000 + dim).normal(size=(topics, dim)))
+    offsets = normalize(np.random.default_rng(3000 + dim).normal(size=(topics * clusters, dim)))
+    tickets, vectors, gold, gold_topic = [], [], [], []
+    for c in range(topics * clusters):
+        t = c // clusters
+        centre = normalize((centres[t] + 0.7 * offsets[c])[None, :])[0]
+        for i in range(per_cluster):
+            vectors.append(centre + rng.normal(scale=0.06, size=dim))
+            words = WORDS[t % len(WORDS)]
+            text = f"{words[0]} {words[1 + c % 2]} item{c} {rng.choice(['now', 'today', 'again'])} {i}"
+            tickets.append(Ticket(id=f"{prefix}{c}-{i}", text=text))
+            gold.append(c)
+            gold_topic.append(t)
+    return tickets, normalize(np.asarray(vectors)), np.asarray(gold), np.asarray(gold_topic)

@@ -29,10 +29,12 @@ def name_clusters(
     exemplars: int,
     seed: int,
     rows: Sequence[int] | None = None,
+    taken: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Catalogue entries (no ``size`` yet): keywords, name (kept, drifted, pinned or renamed),
     exemplar ticket ids nearest the centroid, parents, born/updated run — for every cluster of the
-    plan, or only for ``rows`` (their names kept distinct from the other clusters' current names)."""
+    plan, or only for ``rows`` (their names kept distinct from the other clusters' current names
+    and from ``taken``)."""
     rng = np.random.default_rng(seed)
     row = plan.row_of()
     named = list(range(len(plan.cluster_ids))) if rows is None else list(rows)
@@ -52,7 +54,7 @@ def name_clusters(
     continued = {e["cluster_id"] for e in plan.lineage_events if e["event"] == "continued"}
     run_id = plan.run_id
     others = set(range(len(plan.cluster_ids))) - set(named)
-    taken: set[str] = {
+    taken = set(taken or ()) | {
         str(previous[plan.cluster_ids[c]]["name"]) for c in others if plan.cluster_ids[c] in previous
     }
     # Keep names first (renamed, pinned, then undrifted continued clusters) so new names avoid them.

@@ -64,6 +64,12 @@ class Plan:
     live_slot: str | None = None  # the slot readers use while the run works
     born: list[int] = field(default_factory=list)  # incremental: rows of the clusters this run adds
     reach: float = 1.0  # incremental: a labelled ticket can move to a born cluster only this similar to it
+    topic_ids: list[int] = field(default_factory=list)  # the topics (stable ids), index = topic row
+    topic_of: list[int] = field(default_factory=list)  # each cluster row's topic id
+    topic_centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    topic_parents: list[list[int]] = field(default_factory=list)
+    had_topics: bool = False  # the live catalogue had topics (else every topic is new, not "born")
+    topic_catalogue: list[dict[str, Any]] = field(default_factory=list)  # topic entries without sizes
 
     def row_of(self) -> dict[int, int]:
         """Cluster row by stable id."""
@@ -72,7 +78,7 @@ class Plan:
     def to_bytes(self) -> bytes:
         """Serialise for the workers of a fanned-out run (no pickle: arrays and JSON)."""
         meta = asdict(self)
-        for key in ("centroids", "regular", "scale"):
+        for key in ("centroids", "regular", "scale", "topic_centroids"):
             meta.pop(key)
         meta["scale"] = self.scale.to_dict()
         buffer = io.BytesIO()
@@ -80,6 +86,7 @@ class Plan:
             buffer,
             centroids=self.centroids.astype(np.float32),
             regular=self.regular.astype(bool),
+            topic_centroids=self.topic_centroids.astype(np.float32),
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
         )
         return buffer.getvalue()
@@ -89,6 +96,7 @@ class Plan:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             meta = json.loads(arrays["meta"].tobytes().decode())
             centroids, regular = arrays["centroids"], arrays["regular"]
+            meta["topic_centroids"] = arrays["topic_centroids"]
         meta["scale"] = OutlierScale.from_dict(meta["scale"])
         meta["overrides"] = {k: int(v) for k, v in meta["overrides"].items()}
         meta["sample_labels"] = {k: int(v) for k, v in meta["sample_labels"].items()}

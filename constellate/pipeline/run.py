@@ -35,6 +35,7 @@ from constellate.pipeline.plan import FULL, INCREMENTAL, Plan, build_incremental
 from constellate.pipeline.sample import Sample, read_sample
 from constellate.pipeline.switch import abandon_stale_runs, after_switch, claim, switch
 from constellate.pipeline.timing import Progress, Stages
+from constellate.pipeline.topics import fit_topics, keep_topics, topic_view
 from constellate.run_lock import Lease, NoLease
 from constellate.store.base import VectorStore
 from constellate.tickets import utc_now_precise
@@ -192,6 +193,10 @@ def prepare(
                 plan.sample_labels = {
                     pid: plan.cluster_ids[r] for pid, r in zip(sample.ids, rows, strict=True)
                 }
+        with stages.stage("topics", f"grouping {len(plan.cluster_ids)} clusters into topics"):
+            live_topics = store.list_clusters(claimed.get("current_run"), with_vector=True, level="topic")
+            topics_stage = fit_topics if mode == FULL else keep_topics
+            topics_stage(plan, sample, previous, live_topics, edits, lambda n: reserve_ids(store, n))
         previous_entries = {int(r.payload["cluster_id"]): r.payload for r in previous}
         named = plan.born if mode == INCREMENTAL else None
         with stages.stage("name", f"naming {len(plan.cluster_ids if named is None else named)} clusters"):
@@ -208,6 +213,25 @@ def prepare(
                 rows=named,
             )
             plan.catalogue = fresh if named is None else keep_entries(plan, previous_entries, fresh)
+            topics = topic_view(plan)
+            previous_topics = {int(r.payload["cluster_id"]): r.payload for r in live_topics}
+            kept = mode == INCREMENTAL and plan.had_topics
+            plan.topic_catalogue = (
+                keep_entries(topics, previous_topics, [])
+                if kept
+                else name_clusters(
+                    topics,
+                    sample,
+                    previous_topics,
+                    matched.effect.renames,
+                    namer,
+                    settings.name_keywords,
+                    settings.name_drift,
+                    settings.exemplars,
+                    settings.seed,
+                    taken={str(e["name"]) for e in plan.catalogue},
+                )
+            )
         with stages.stage("map", "laying out the map sample"):
             map_rows = _map(store, plan, sample, settings)
         record.update(
@@ -254,7 +278,8 @@ def finish(
             status="succeeded",
             n_points=counts.n,
             n_read=total.n,
-            n_clusters=len(entries),
+            n_clusters=sum(1 for e in entries if e["level"] == "cluster"),
+            n_topics=sum(1 for e in entries if e["level"] == "topic"),
             outlier_fraction=round(counts.outliers / counts.n, 4) if counts.n else 0.0,
             written=total.written,
             unchanged=counts.n - total.written,
@@ -327,33 +352,54 @@ def fail(store: VectorStore, record: dict[str, Any], exc: BaseException, stages:
 
 
 def _catalogue(store: VectorStore, plan: Plan, total: Counts) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Entries with their counted sizes, growth and size history (computed once per run, so the
-    catalogue route only reads it); clusters that ended up empty are left out."""
+    """Cluster and topic entries with their counted sizes, growth and size history (computed once
+    per run, so the catalogue route only reads it); clusters that ended up empty are left out, and
+    topics left without clusters."""
     runs = [r for r in store.list_runs(limit=HISTORY_RUNS * 2) if r.get("status") == "succeeded"]
     earlier = [r.get("sizes") or {} for r in reversed(runs[: HISTORY_RUNS - 1])]
-    entries, rows = [], []
+
+    def counted(entry: dict[str, Any], size: int, day: int, week: int) -> dict[str, Any]:
+        cid = int(entry["cluster_id"])
+        history = [int(sizes[str(cid)]) for sizes in earlier if str(cid) in sizes] + [size]
+        return {**entry, "size": size, "growth_24h": day, "growth_7d": week, "history": history}
+
+    entries, vectors = [], []
+    children: dict[int, list[int]] = {}
     for i, entry in enumerate(plan.catalogue):
         cid = int(entry["cluster_id"])
         size = total.sizes.get(cid, 0)
         if size == 0:
             continue
-        history = [int(sizes[str(cid)]) for sizes in earlier if str(cid) in sizes] + [size]
+        topic = plan.topic_of[i] if plan.topic_of else None
         entry = {
-            **entry,
-            "size": size,
-            "growth_24h": total.day.get(cid, 0),
-            "growth_7d": total.week.get(cid, 0),
-            "history": history,
+            **counted(entry, size, total.day.get(cid, 0), total.week.get(cid, 0)),
             "regular": bool(plan.regular[i]),
+            "level": "cluster",
+            "topic_id": topic,
         }
         if not entry["exemplars"]:  # a cluster only humans put tickets in: show those
             pids = [p for p, c in plan.overrides.items() if c == entry["cluster_id"]][:5]
             entry["exemplars"] = [
                 str(r.payload.get("ticket_id")) for r in store.get_points(pids, fields=["ticket_id"])
             ]
+        if topic is not None:
+            children.setdefault(int(topic), []).append(cid)
         entries.append(entry)
-        rows.append(i)
-    return entries, plan.centroids[rows]
+        vectors.append(plan.centroids[i])
+    for t, entry in enumerate(plan.topic_catalogue):
+        members = children.get(int(entry["cluster_id"]), [])
+        if not members:
+            continue
+        sums = [
+            sum(e[key] for e in entries if e["cluster_id"] in members)
+            for key in ("size", "growth_24h", "growth_7d")
+        ]
+        entries.append(
+            {**counted(entry, *sums), "level": "topic", "children": sorted(members), "regular": True}
+        )
+        vectors.append(plan.topic_centroids[t])
+    dim = plan.centroids.shape[1]
+    return entries, np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
 
 
 def _map(store: VectorStore, plan: Plan, sample: Sample, settings: Settings) -> int:

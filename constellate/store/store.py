@@ -227,11 +227,21 @@ class QdrantStore:
         if self.clusters.retrieve([pid], fields=[]):
             self.clusters.set_payloads([(pid, fields)])
 
-    def list_clusters(self, run_id: str | None, with_vector: bool = False) -> list[Record]:
-        """A run's catalogue ordered by cluster id (empty for ``None``: no run yet)."""
+    def list_clusters(
+        self, run_id: str | None, with_vector: bool = False, level: str | None = "cluster"
+    ) -> list[Record]:
+        """A run's catalogue entries of ``level`` (``cluster`` — entries without a level are
+        clusters —, ``topic``, or None for both), ordered by id (empty for ``None``: no run yet)."""
         if run_id is None:
             return []
-        out = _scroll_all(self.clusters, Filter(must=(Match("run_id", run_id),)), with_vector=with_vector)
+        run = Match("run_id", run_id)
+        if level is None:
+            flt = Filter(must=(run,))
+        elif level == "cluster":
+            flt = Filter(must=(run,), must_not=(Match("level", "topic"),))
+        else:
+            flt = Filter(must=(run, Match("level", level)))
+        out = _scroll_all(self.clusters, flt, with_vector=with_vector)
         return sorted(out, key=lambda r: int(r.payload.get("cluster_id", 0)))
 
     def get_cluster(self, run_id: str | None, cluster_id: int) -> Record | None:
