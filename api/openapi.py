@@ -95,11 +95,17 @@ ROUTES: list[Op] = [
         },
         query=s.SearchQuery,
     ),
-    Op("get", "/clusters", "The live cluster catalogue", {200: s.ClusterList}),
+    Op(
+        "get",
+        "/clusters",
+        "The live catalogue at one level (clusters, or the topics they are grouped into)",
+        {200: s.ClusterList, 400: s.Error},
+        query=s.ClusterQuery,
+    ),
     Op(
         "get",
         "/clusters/{cluster_id}",
-        "One cluster with exemplars and lineage",
+        "One cluster or topic with exemplars, lineage, and its topic or its clusters",
         {200: s.ClusterDetail, 404: s.Error},
         path_params=CLUSTER_ID,
     ),
@@ -113,7 +119,7 @@ ROUTES: list[Op] = [
     Op(
         "patch",
         "/clusters/{cluster_id}",
-        "Rename a cluster (pinned by default)",
+        "Rename a cluster or a topic (pinned by default)",
         {200: s.EditOut, **BODY_ERRORS, 404: s.Error},
         bodies=(s.RenameIn,),
         path_params=CLUSTER_ID,
@@ -142,6 +148,19 @@ ROUTES: list[Op] = [
             409: (s.Error, "A ticket is not in this cluster, or the split would leave the cluster empty"),
         },
         bodies=(s.SplitIn,),
+        path_params=CLUSTER_ID,
+    ),
+    Op(
+        "post",
+        "/clusters/{cluster_id}/move",
+        "Put a cluster into another topic",
+        {
+            200: s.EditOut,
+            **BODY_ERRORS,
+            404: (s.Error, "No such cluster or topic"),
+            409: (s.Error, "The path names a topic, the body a cluster, or the cluster is in that topic"),
+        },
+        bodies=(s.MoveIn,),
         path_params=CLUSTER_ID,
     ),
     Op(

@@ -9,7 +9,7 @@ excludes all of those explicitly.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -108,6 +108,8 @@ class TicketOut(BaseModel):
     outlier_score: float | None = None
     label_run: str | None = None
     assigned_by: str | None = None
+    topic_id: int | None = None
+    topic_name: str | None = None
 
 
 class Hit(TicketOut):
@@ -123,6 +125,12 @@ class SearchQuery(BaseModel):
         None,
         description="Case-insensitive, trimmed; with cluster_id it must name the same cluster (else 409).",
     )
+    topic_id: int | None = Field(None, ge=0, description="Only tickets of this topic's clusters.")
+    topic_name: Annotated[str, Field(min_length=1, max_length=500), _documented(NO_NUL)] | None = Field(
+        None,
+        description="Case-insensitive, trimmed; with topic_id it must name the same topic, and a cluster "
+        "given too must be in it (else 409).",
+    )
     include_outliers: bool = True
     limit: int = Field(10, ge=1, le=100)
 
@@ -130,6 +138,7 @@ class SearchQuery(BaseModel):
 class SearchResult(BaseModel):
     query: str
     cluster_id: int | None = None
+    topic_id: int | None = None
     hits: list[Hit]
 
 
@@ -150,6 +159,9 @@ class ClusterOut(BaseModel):
     history: list[int] = Field(
         default_factory=list, description="Size at each of the last runs, oldest first."
     )
+    level: Literal["cluster", "topic"] = "cluster"
+    topic_id: int | None = Field(None, description="A cluster's topic.")
+    children: list[int] = Field(default_factory=list, description="A topic's clusters.")
 
 
 class ClusterDetail(ClusterOut):
@@ -157,6 +169,22 @@ class ClusterDetail(ClusterOut):
     parents: list[int] = Field(default_factory=list)
     born_run: str | None = None
     lineage: list[dict[str, Any]] = Field(default_factory=list, description="Run events and human edits.")
+    topic: ClusterOut | None = Field(None, description="A cluster's topic.")
+    clusters: list[ClusterOut] = Field(default_factory=list, description="A topic's clusters, largest first.")
+
+
+class ClusterQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["cluster", "topic"] = "cluster"
+
+
+class MoveIn(BaseModel):
+    """Put the cluster in the path into topic ``topic_id`` (kept by later runs while the topic lives)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic_id: int = Field(..., ge=0)
 
 
 class RenameIn(BaseModel):
@@ -242,6 +270,7 @@ class AlertList(BaseModel):
 
 class ClusterList(BaseModel):
     run_id: str | None
+    level: Literal["cluster", "topic"] = "cluster"
     clusters: list[ClusterOut]
 
 

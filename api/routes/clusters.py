@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from api.errors import ApiError
-from api.schemas import LimitQuery
+from api.schemas import ClusterQuery, LimitQuery
 from api.services import services
 from api.views import parse_query, ticket_out
 from constellate import catalogue
@@ -17,15 +17,17 @@ bp = Blueprint("clusters", __name__)
 
 @bp.get("/clusters")
 def list_clusters() -> Any:
-    """The live catalogue, largest first."""
+    """The live catalogue at one level (``?level=cluster``, the default, or ``topic``), largest first."""
+    query = parse_query(ClusterQuery)
     svc = services()
     live = svc.live()
-    return jsonify({"run_id": live.run_id, "clusters": catalogue.cluster_summaries(svc.store, live)})
+    entries = catalogue.cluster_summaries(svc.store, live, query.level)
+    return jsonify({"run_id": live.run_id, "level": query.level, "clusters": entries})
 
 
 @bp.get("/clusters/<int:cluster_id>")
 def get_cluster(cluster_id: int) -> Any:
-    """One cluster with its exemplar tickets and lineage."""
+    """One cluster or topic with its exemplar tickets, lineage, and its topic or its clusters."""
     svc = services()
     detail = catalogue.cluster_detail(svc.store, svc.live(), cluster_id)
     if detail is None:

@@ -1,4 +1,5 @@
-"""Human edits: PATCH /clusters/<id> (rename, pin), merge, split, not-an-outlier, GET /edits."""
+"""Human edits: PATCH /clusters/<id> (rename, pin; clusters and topics), merge, split, move into a
+topic, not-an-outlier, GET /edits."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from api.schemas import LimitQuery, MergeIn, RenameIn, SplitIn
+from api.schemas import LimitQuery, MergeIn, MoveIn, RenameIn, SplitIn
 from api.services import services
 from api.views import parse_body, parse_query
 from constellate import edits
@@ -43,6 +44,13 @@ def split(cluster_id: int) -> Any:
         # The body passed the schema (name, ticket_ids), so what the core still refuses is the state:
         # a ticket outside this cluster, or a split that would leave it empty.
         raise Conflict(str(exc)) from exc
+
+
+@bp.post("/clusters/<int:cluster_id>/move")
+def move(cluster_id: int) -> Any:
+    """Put this cluster into another topic; later runs keep it there while that topic exists."""
+    body = parse_body(MoveIn)
+    return jsonify(edits.move_cluster(services().store, cluster_id, body.topic_id))
 
 
 @bp.post("/tickets/<path:ticket_id>/not-outlier")

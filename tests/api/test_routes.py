@@ -143,7 +143,11 @@ def test_clusters_catalogue_and_detail(client) -> None:
         "growth_24h",
         "growth_7d",
         "history",
+        "level",
+        "topic_id",
+        "children",
     }
+    assert first["level"] == "cluster" and first["topic_id"] is not None and first["children"] == []
     assert first["history"] == [first["size"]]  # one run so far
     assert first["growth_24h"] == first["size"]  # all created just now
     detail = client.get(f"/clusters/{first['cluster_id']}").get_json()
