@@ -35,6 +35,22 @@ def scale_vectors(base: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, 
     return vectors, rows
 
 
+def cached_vectors(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], tag: str) -> np.ndarray:
+    """``embed(texts)``, kept under the temp dir keyed by ``tag`` and the texts (the scale series
+    measures runs, not the encoder: a rerun need not embed Banking77 again)."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256(("\n".join(texts) + tag).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / "constellate-bench" / f"{tag}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = np.asarray(embed(list(texts)), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
 def fill_store(data_dir: Path, vectors: np.ndarray, texts: Sequence[str], rows: np.ndarray) -> None:
     """Load ``vectors`` as tickets into the embedded store under ``data_dir``."""
     from constellate.store import edge_store

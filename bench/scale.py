@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.data import cached_vectors
 from constellate.config import Settings
 
 Say = Callable[[str], None]
@@ -241,7 +242,7 @@ def bench_scale(sizes: Sequence[int], say: Say, work: Path | None = None) -> dic
     new_idx = [i for i, lab in enumerate(labels) if lab == held_out]
     embedder = load_embedder()
     say(f"scale   embedding {len(items)} Banking77 texts (held out for new10: {held_out!r})")
-    vectors = embedder.embed([i.text for i in items])
+    vectors = cached_vectors([i.text for i in items], embedder.embed, "banking77")
     results: dict[str, Any] = {"held_out_intent": held_out}
     root = Path(work or tempfile.mkdtemp(prefix="constellate-scale-"))
     for n in sizes:
