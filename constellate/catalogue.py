@@ -23,6 +23,14 @@ class Live:
 
     state: dict[str, Any]
     names: dict[int, str] = field(default_factory=dict)
+    edited_at: Any = None  # the edit clock read with ``state``
+
+    @property
+    def key(self) -> tuple[Any, Any]:
+        """What every answer derived from the live run depends on: the run and the edit clock (an
+        edit writes its changes before it moves the clock, so an answer built after reading this
+        key is at least as new as it)."""
+        return (self.run_id, self.edited_at)
 
     @property
     def run_id(self) -> str | None:
@@ -54,7 +62,7 @@ class NameCache:
                 records = store.list_clusters(key[0])
                 self._names = {int(r.payload["cluster_id"]): str(r.payload.get("name", "")) for r in records}
                 self._key = key
-            return Live(state, self._names)
+            return Live(state, self._names, key[1])
 
 
 def cluster_summaries(store: VectorStore, live: Live) -> list[dict[str, Any]]:
