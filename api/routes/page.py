@@ -41,7 +41,7 @@ def map_points() -> Any:
         total, rows = catalogue.map_points(svc.store, live, query.limit)
         points = [{k: r.get(k) for k in MAP_FIELDS} for r in rows]
         body = {"run_id": live.run_id, "total": total, "points": points}
-        return f"{current_app.json.dumps(body)}\n".encode()  # what jsonify sends
+        return jsonify(body).get_data()  # the bytes jsonify sends (compact, newline-terminated)
 
     # the sample changes only with the run and with edits: built once per (run, edit clock)
     body = svc.answers.get(("map", live.key, query.limit), build)
