@@ -147,6 +147,10 @@ class OnnxEmbedder:
                 self._query_session = self._session(session_options(1))
             return self._query_session
 
+    def warm_query(self) -> None:
+        """Open the query session and run it once (a server does this before its first request)."""
+        self.embed(["warm-up query"])
+
     @property
     def dim(self) -> int:
         return self.base.dim

@@ -172,6 +172,8 @@ def test_onnx_sessions_get_those_options_and_agree(real_embedder: Embedder, tmp_
     assert batch.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert batch.get_session_config_entry("session.intra_op.spin_duration_us") == str(SPIN_US)
     assert batch.get_session_config_entry("session.force_spinning_stop") == "1"
+    onnx.warm_query()  # what create_app does with an ONNX embedder
+    assert onnx._query_session is not None
     assert onnx.query_session.get_session_options().intra_op_num_threads == 1
     texts = ["my card was declined", "how do I reset my password", "refund not received", "hi"]
     together = onnx.embed(texts)  # the pool
