@@ -30,6 +30,9 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     svc = Services(settings, store=store, embedder=embedder, redis_url=redis_url)
+    warm = getattr(embedder, "warm_query", None)
+    if warm is not None:  # the ONNX query session opens now, not inside the first searches
+        warm()
     app.extensions["constellate"] = svc
     errors.register(app)
     metrics.install(app, svc)

@@ -25,10 +25,18 @@ class Live:
     names: dict[int, str] = field(default_factory=dict)  # clusters' and topics' names
     topics: dict[int, int] = field(default_factory=dict)  # cluster id -> its topic's id
     levels: dict[int, str] = field(default_factory=dict)  # id -> "cluster" | "topic"
+    edited_at: Any = None  # the edit clock read with ``state``
 
     def ids(self, level: str) -> set[int]:
         """The live clusters' (or topics') ids."""
         return {i for i, lv in self.levels.items() if lv == level}
+
+    @property
+    def key(self) -> tuple[Any, Any]:
+        """What every answer derived from the live run depends on: the run and the edit clock (an
+        edit writes its changes before it moves the clock, so an answer built after reading this
+        key is at least as new as it)."""
+        return (self.run_id, self.edited_at)
 
     @property
     def run_id(self) -> str | None:
@@ -75,7 +83,7 @@ class NameCache:
                     int(r.payload["cluster_id"]): r.payload.get("level", "cluster") for r in records
                 }
                 self._key = key
-            return Live(state, self._names, self._topics, self._levels)
+            return Live(state, self._names, self._topics, self._levels, key[1])
 
 
 def cluster_summaries(store: VectorStore, live: Live, level: str = "cluster") -> list[dict[str, Any]]:

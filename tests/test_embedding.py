@@ -40,7 +40,8 @@ def test_onnx_backend_matches_torch(real_embedder: Embedder, tmp_path) -> None:
     assert vectors.shape == (4, 384) and vectors.dtype == np.float32
     assert float(np.mean(np.sum(vectors * reference, axis=1))) > 0.999
     int8 = load_embedder(backend="onnx-int8", cache_dir=tmp_path / "m").embed(texts)
-    assert float(np.mean(np.sum(int8 * reference, axis=1))) > 0.9
+    assert list((tmp_path / "m").glob("*/model-int8-pc.onnx"))  # per channel (not the old file)
+    assert float(np.mean(np.sum(int8 * reference, axis=1))) > 0.98
 
 
 def test_onnx_is_the_default_backend_exported_under_the_data_dir(tmp_path) -> None:
@@ -140,3 +141,42 @@ def test_an_onnx_model_that_disagrees_with_torch_is_not_used(
     monkeypatch.setattr(embedding.OnnxEmbedder, "embed", lambda self, texts: real_embedder.embed(texts)[::-1])
     assert load_embedder(backend="onnx", cache_dir=tmp_path / "m") is real_embedder
     assert "differ from torch" in caplog.text
+
+
+def test_onnx_pool_spins_only_inside_a_run_and_a_query_runs_on_one_thread() -> None:
+    """The session options: a pool of the process's CPUs whose threads spin between the operators of
+    a run, at most SPIN_US, and stop when it returns (no `allow_spinning=0`, which made every operator
+    wake a sleeping thread); a single query has no pool at all."""
+    from constellate.embedding import SPIN_US, cpu_threads, session_options
+
+    pool = session_options(2)
+    assert pool["intra_op_num_threads"] == 2
+    assert pool["config"] == {
+        "session.intra_op.allow_spinning": "1",
+        "session.intra_op.spin_duration_us": str(SPIN_US),
+        "session.force_spinning_stop": "1",
+    }
+    assert session_options(1) == {"intra_op_num_threads": 1, "config": {}}
+    import os
+
+    assert cpu_threads() == len(os.sched_getaffinity(0))
+
+
+def test_onnx_sessions_get_those_options_and_agree(real_embedder: Embedder, tmp_path) -> None:
+    from constellate.embedding import SPIN_US, OnnxEmbedder, cpu_threads
+
+    onnx = load_embedder(backend="onnx", cache_dir=tmp_path / "m")
+    assert isinstance(onnx, OnnxEmbedder)
+    batch = onnx.session.get_session_options()
+    assert batch.intra_op_num_threads == cpu_threads()
+    assert batch.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert batch.get_session_config_entry("session.intra_op.spin_duration_us") == str(SPIN_US)
+    assert batch.get_session_config_entry("session.force_spinning_stop") == "1"
+    onnx.warm_query()  # what create_app does with an ONNX embedder
+    assert onnx._query_session is not None
+    assert onnx.query_session.get_session_options().intra_op_num_threads == 1
+    texts = ["my card was declined", "how do I reset my password", "refund not received", "hi"]
+    together = onnx.embed(texts)  # the pool
+    alone = np.stack([onnx.embed([t])[0] for t in texts])  # the one-thread session
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+    np.testing.assert_allclose(together, real_embedder.embed(texts), atol=2e-3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, jsonify, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
 from api.schemas import LimitQuery, MapQuery
 from api.services import services
@@ -16,6 +16,7 @@ from constellate.alerts import ALERT_KIND
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 bp = Blueprint("page", __name__)
+MAP_FIELDS = ("ticket_id", "x", "y", "cluster_id", "is_outlier", "text")
 
 
 @bp.get("/")
@@ -35,11 +36,18 @@ def map_points() -> Any:
     query = parse_query(MapQuery)
     svc = services()
     live = svc.live()
-    total, rows = catalogue.map_points(svc.store, live, query.limit)
-    points = [
-        {k: r.get(k) for k in ("ticket_id", "x", "y", "cluster_id", "is_outlier", "text")} for r in rows
-    ]
-    return jsonify({"run_id": live.run_id, "total": total, "points": points})
+
+    def build() -> bytes:
+        total, rows = catalogue.map_points(svc.store, live, query.limit)
+        points = [{k: r.get(k) for k in MAP_FIELDS} for r in rows]
+        for point in points:  # the topic as it is now (a moved cluster's tickets follow it)
+            point["topic_id"] = live.topics.get(point["cluster_id"]) if point["cluster_id"] is not None else None
+        body = {"run_id": live.run_id, "total": total, "points": points}
+        return jsonify(body).get_data()  # the bytes jsonify sends (compact, newline-terminated)
+
+    # the sample changes only with the run and with edits: built once per (run, edit clock)
+    body = svc.answers.get(("map", live.key, query.limit), build)
+    return Response(body, mimetype=current_app.json.mimetype)  # type: ignore[attr-defined]
 
 
 @bp.get("/alerts")
