@@ -62,8 +62,12 @@ def cluster_texts(
     ]
     namer = namer or KeyBERTNamer(embedder, top_n=settings.name_keywords)
     keywords = namer.keywords(docs, result.centroids)
+    phrases = namer.phrases(docs, result.centroids)
     taken: set[str] = set()
-    names = [make_name(kws, taken) for kws in keywords]
+    names = [
+        make_name(kws[: settings.name_keywords], taken, said)
+        for kws, said in zip(keywords, phrases, strict=True)
+    ]
     clusters = [
         {
             "cluster_id": c,
