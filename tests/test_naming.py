@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from constellate import cluster_texts
+from constellate.config import Settings
 from constellate.embedding import normalize
+from constellate.evaluate import name_similarity
 from constellate.naming import (
     EDGE_WORDS,
     GREETINGS,
@@ -159,6 +161,19 @@ def test_the_run_names_clusters_as_the_in_memory_path_does(settings, hash_embedd
         assert entry["name"] != make_name(entry["keywords"], set())
 
 
+def test_name_similarity_scores_names_and_keyword_names_against_gold(hash_embedder) -> None:
+    catalogue = [
+        {"cluster_id": 0, "name": "Card payment declined", "keywords": ["declined", "shop"]},
+        {"cluster_id": 1, "name": "Refund not received", "keywords": ["money", "jacket"]},
+        {"cluster_id": 2, "name": "Nobody's cluster", "keywords": ["x"]},  # no members: left out
+    ]
+    gold = ["card_payment_declined", "card_payment_declined", "other", "refund_not_received"]
+    scores = name_similarity(catalogue, gold, [0, 0, 0, 1], hash_embedder)
+    assert scores["name_label_similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert scores["name_label_similarity_keywords"] < 0.5
+    assert name_similarity([], gold, [0, 0, 0, 1], hash_embedder)["name_label_similarity"] is None
+
+
 @pytest.mark.slow
 def test_real_model_names_read_like_a_support_lead_wrote_them(real_embedder) -> None:
     docs = _tickets()
@@ -170,3 +185,16 @@ def test_real_model_names_read_like_a_support_lead_wrote_them(real_embedder) -> 
     assert names[0].lower() in {"card payment declined", "payment declined"}, names
     assert names[1].lower() == "refund not received", names
     assert "password" in names[2].lower() and "reset" in names[2].lower(), names
+
+
+def test_evaluate_reports_both_name_similarities(hash_embedder) -> None:
+    from constellate.datasets import LabelledText
+    from constellate.evaluate import evaluate
+
+    docs = _tickets(60)
+    items = [LabelledText(t, f"{topic}_topic") for topic, ts in docs.items() for t in ts]
+    result = evaluate(items, Settings(min_cluster_size=20), hash_embedder, KeyBERTNamer(hash_embedder))
+    assert result["clusters"] == 3
+    for key in ("name_label_similarity", "name_label_similarity_keywords"):
+        assert -1.0 <= result[key] <= 1.0
+    assert result["name_seconds"] >= 0.0
