@@ -358,13 +358,9 @@ def written_forms(forms: Counter) -> dict[str, str]:
 
 
 def sentence_case(phrase: str, written: dict[str, str] | None = None) -> str:
-    """``phrase`` with its first letter upper-cased, and the words the texts mostly write in capitals
-    (``written``, from :func:`written_forms`) kept so: "atm fees" -> "ATM fees"."""
-    words = []
-    for word in phrase.split():
-        form = (written or {}).get(word, word)
-        words.append(form if form.isupper() and len(form) > 1 else word)
-    text = " ".join(words)
+    """``phrase`` with its first letter upper-cased and each word as the texts mostly write it
+    mid-sentence (``written``, from :func:`written_forms`): "atm fees" -> "ATM fees"."""
+    text = " ".join((written or {}).get(word, word) for word in phrase.split())
     return text[:1].upper() + text[1:]
 
 

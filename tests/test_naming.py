@@ -135,8 +135,11 @@ def test_names_are_distinct_and_fall_back_to_keywords() -> None:
 
 
 def test_sentence_case_keeps_what_the_texts_write_in_capitals() -> None:
-    _, forms = phrase_counts(["Where is the ATM near me", "the ATM took my card", "an atm fee"])
+    _, forms = phrase_counts(
+        ["Where is the ATM near me", "the ATM took my card", "an atm fee", "top up with Apple Pay"]
+    )
     assert sentence_case("atm fee", written_forms(forms)) == "ATM fee"
+    assert sentence_case("top up with apple pay", written_forms(forms)) == "Top up with Apple Pay"
     assert sentence_case("refund not received") == "Refund not received"
 
 
