@@ -380,8 +380,9 @@ def evaluate(
     if as_json:
         _echo_json(result)
         return
+    width = max(map(len, result))
     for key, value in result.items():
-        click.echo(f"{key:>17}: {value}")
+        click.echo(f"{key:>{width}}: {value}")
 
 
 @main.command()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from constellate.datasets import LabelledText
 from constellate.embedding import Embedder
 from constellate.ingest import ingest_tickets
 from constellate.labels import slot_field
-from constellate.naming import Namer
+from constellate.naming import Namer, make_name
 from constellate.pipeline import recluster
 from constellate.tickets import Ticket
 
@@ -31,13 +32,46 @@ def external_metrics(gold: Sequence[Any], predicted: Sequence[Any]) -> dict[str,
     }
 
 
+def name_similarity(
+    catalogue: Sequence[Mapping[str, Any]],
+    gold: Sequence[str],
+    predicted: Sequence[int],
+    embedder: Embedder,
+) -> dict[str, float | None]:
+    """How close cluster names come to the gold labels, in the encoder's space: the mean over
+    clusters of the cosine between a cluster's name and its members' majority gold label written
+    as words ("card_payment_fee_charged" -> "card payment fee charged"). The keyword names
+    (:func:`make_name` of the same clusters' keywords, as before phrase names) are scored alongside."""
+    majority: dict[int, Counter] = {}
+    for label, cluster in zip(gold, predicted, strict=True):
+        majority.setdefault(int(cluster), Counter())[label] += 1
+    entries = [e for e in catalogue if int(e["cluster_id"]) in majority]
+    if not entries:
+        return {"name_label_similarity": None, "name_label_similarity_keywords": None}
+    taken: set[str] = set()
+    keyword_names = [make_name(list(e.get("keywords") or []), taken) for e in entries]
+    labels = [
+        majority[int(e["cluster_id"])].most_common(1)[0][0].replace("_", " ").strip().lower() for e in entries
+    ]
+    names = [str(e["name"]) for e in entries]
+    vectors = embedder.embed([*names, *keyword_names, *labels])
+    n = len(entries)
+    said, listed, wanted = vectors[:n], vectors[n : 2 * n], vectors[2 * n :]
+    return {
+        "name_label_similarity": round(float(np.einsum("ij,ij->i", said, wanted).mean()), 4),
+        "name_label_similarity_keywords": round(float(np.einsum("ij,ij->i", listed, wanted).mean()), 4),
+    }
+
+
 def evaluate(
     items: Sequence[LabelledText], settings: Settings, embedder: Embedder, namer: Namer | None = None
 ) -> dict[str, Any]:
     """Ingest ``items`` into a fresh temporary embedded store, recluster, and score the stored labels.
 
     The same ingest and recluster code as the service runs; gold labels stay here. ``seconds`` is
-    the recluster run; ``embed_seconds`` the ingest (embedding + upsert) before it.
+    the recluster run, ``name_seconds`` its name stage; ``embed_seconds`` the ingest (embedding +
+    upsert) before it. ``name_label_similarity`` scores the run's names against the gold labels,
+    ``name_label_similarity_keywords`` keyword names of the same clusters (:func:`name_similarity`).
     """
     if not items:
         raise ValueError("nothing to evaluate")
@@ -64,6 +98,7 @@ def evaluate(
                     predicted[str(r.payload["ticket_id"])] = int(r.payload[key])
                 if offset is None:
                     break
+            catalogue = [r.payload for r in store.list_clusters(run["run_id"])]
         finally:
             store.close()
     pred = np.array([predicted[t.id] for t in tickets])
@@ -75,9 +110,11 @@ def evaluate(
         "outlier_fraction": run["outlier_fraction"],
         "noise_fraction": run["noise_fraction"],
         **external_metrics(gold, pred),
+        **name_similarity(catalogue, gold, pred.tolist(), embedder),
         "silhouette": run.get("silhouette"),
         "davies_bouldin": run.get("davies_bouldin"),
         "seconds": round(run["seconds"]["total"], 2),
+        "name_seconds": round(run["seconds"].get("name", 0.0), 2),
         "embed_seconds": round(embed_seconds, 2),
         "params": run["params"],
     }

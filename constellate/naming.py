@@ -1,13 +1,24 @@
-"""Cluster names: c-TF-IDF proposes candidate phrases per cluster, KeyBERT picks them by centroid.
+"""Cluster keywords and names.
 
-Joining a cluster's texts into one document and embedding it would only see the first ~10 tickets
-(MiniLM truncates at 256 tokens). Instead the candidates come from c-TF-IDF over up to
-``max_docs`` members, and KeyBERT ranks them against the cluster centroid (``doc_embeddings``) with
-MMR for variety — measured in DESIGN.md as the best names in 0.5 s for 40 clusters.
+Keywords: c-TF-IDF proposes candidate terms per cluster, KeyBERT picks them by centroid. Joining a
+cluster's texts into one document and embedding it would only see the first ~10 tickets (MiniLM
+truncates at 256 tokens). Instead the candidates come from c-TF-IDF over the members given, and
+KeyBERT ranks them against the cluster centroid (``doc_embeddings``) with MMR for variety —
+measured in DESIGN.md as the best keywords in 0.5 s for 40 clusters.
+
+Names: a short phrase the members actually say ("Card payment declined"), not keywords joined.
+Candidates are 2–5-word spans of member texts (articles, possessives and forms of "be"/"have"
+dropped; no stop word or boilerplate at either end, no greeting anywhere) said by at least 2 % of
+the members; the most distinctive (share in the cluster vs in all clusters) are embedded and ranked
+by similarity to the cluster's centroid minus part of their similarity to the nearest other
+centroid. :func:`make_name` takes the first one no other cluster has, else the keyword name.
 """
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -74,11 +85,103 @@ BOILERPLATE = frozenset(
 )
 STOP_WORDS = sorted(ENGLISH_STOP_WORDS | BOILERPLATE)
 
+EMBED_CACHE = 20_000  # terms and phrases a namer keeps vectors of (384 floats each: ~30 MB)
+
+# -- phrases ------------------------------------------------------------------------------------
+# Words sklearn lists as stop words that name a support topic ("top up", "bill due", "interest rate").
+_TOPICAL = frozenset(
+    [
+        "amount",
+        "back",
+        "bill",
+        "bottom",
+        "call",
+        "computer",
+        "describe",
+        "detail",
+        "empty",
+        "fill",
+        "find",
+        "fire",
+        "front",
+        "full",
+        "interest",
+        "move",
+        "name",
+        "part",
+        "show",
+        "side",
+        "system",
+        "top",
+    ]
+)
+# No phrase starts or ends with one of these.
+EDGE_WORDS = (ENGLISH_STOP_WORDS - _TOPICAL) | BOILERPLATE | {"s", "t", "d", "m", "u", "ur", "lot", "bit"}
+# Nor ends with one of these ("top" without its "up").
+_END_WORDS = EDGE_WORDS | {"top", "back"}
+# Particles that may end a phrase after a content word ("top up", "turn off").
+_PARTICLES = frozenset({"up", "down", "off", "out"})
+# The only edge words allowed inside a phrase ("refund not received", "source of funds").
+_INNER_WORDS = frozenset(
+    [
+        "of",
+        "for",
+        "not",
+        "no",
+        "with",
+        "on",
+        "in",
+        "into",
+        "from",
+        "and",
+        "or",
+        "after",
+        "by",
+        "at",
+        "up",
+        "down",
+        "off",
+        "out",
+    ]
+)
+# Words that disqualify a phrase wherever they are.
+GREETINGS = frozenset(
+    [
+        "hi",
+        "hello",
+        "hey",
+        "dear",
+        "thanks",
+        "thank",
+        "thx",
+        "ty",
+        "please",
+        "pls",
+        "plz",
+        "kindly",
+        "urgent",
+        "urgently",
+        "asap",
+        "regards",
+        "cheers",
+        "sir",
+        "madam",
+    ]
+)
+# Dropped before spans are read: "my card has been blocked" says "card blocked".
+_DROPPED = re.compile(
+    r"\b(?:a|an|the|my|your|our|is|are|was|were|be|been|being|has|have|had)\b\s*", re.IGNORECASE
+)
+_SEGMENT = re.compile(r"[.,!?;:()\[\]{}\"/|\n]+|\s-\s")  # phrases do not cross punctuation
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
+
 
 class Namer(Protocol):
-    """Keywords (best first) for each cluster from its member texts and centroid."""
+    """Keywords and candidate names (best first) for each cluster from its member texts and centroid."""
 
     def keywords(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]: ...
+
+    def phrases(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]: ...
 
 
 def _keybert_backend(embedder: Embedder) -> Any:
@@ -93,10 +196,18 @@ def _keybert_backend(embedder: Embedder) -> Any:
 
 
 class KeyBERTNamer:
-    """c-TF-IDF candidates (1–3-grams, stop words and boilerplate out) re-ranked by KeyBERT + MMR."""
+    """Keywords: c-TF-IDF candidates (1–3-grams, stop words and boilerplate out) re-ranked by
+    KeyBERT + MMR. Names: member phrases ranked by centroid similarity (:meth:`phrases`)."""
 
     def __init__(
-        self, embedder: Embedder, top_n: int = 4, candidates: int = 20, diversity: float = 0.5
+        self,
+        embedder: Embedder,
+        top_n: int = 4,
+        candidates: int = 20,
+        diversity: float = 0.5,
+        phrase_candidates: int = 15,
+        phrase_min_share: float = 0.02,
+        phrase_other_weight: float = 0.4,
     ) -> None:
         from keybert import KeyBERT
 
@@ -104,7 +215,25 @@ class KeyBERTNamer:
         self.top_n = top_n
         self.candidates = candidates
         self.diversity = diversity
+        self.phrase_candidates = phrase_candidates
+        self.phrase_min_share = phrase_min_share
+        self.phrase_other_weight = phrase_other_weight
         self.kw = KeyBERT(model=_keybert_backend(embedder))
+        self._vectors: dict[str, np.ndarray] = {}  # terms and phrases embedded, oldest first
+        self._lock = threading.Lock()
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of short ``texts``, each embedded once per :data:`EMBED_CACHE` recent ones
+        (keywords and phrases share many; unchanged clusters ask for the same ones again)."""
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        fresh = self.embedder.embed(missing) if missing else np.zeros((0, 0), dtype=np.float32)
+        with self._lock:
+            self._vectors.update(zip(missing, fresh, strict=True))
+            found = [self._vectors.get(t) for t in texts]
+            while len(self._vectors) > EMBED_CACHE:
+                self._vectors.pop(next(iter(self._vectors)))
+        return np.stack(found) if texts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
     def keywords(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]:
         joined = [" \n ".join(texts) for texts in docs]
@@ -118,7 +247,7 @@ class KeyBERTNamer:
             cluster_docs
         )
         words = list(vectorizer.get_feature_names_out())
-        word_embeddings = self.embedder.embed(words)
+        word_embeddings = self._embed(words)
         result = self.kw.extract_keywords(
             cluster_docs,
             vectorizer=vectorizer,
@@ -131,6 +260,108 @@ class KeyBERTNamer:
         if result and isinstance(result[0], tuple):  # KeyBERT unwraps a single document
             result = [result]
         return [[term for term, _ in ranked] for ranked in result]
+
+    def phrases(self, docs: Sequence[Sequence[str]], centroids: np.ndarray, top: int = 5) -> list[list[str]]:
+        """Up to ``top`` readable names per cluster, best first (empty where no phrase qualifies).
+
+        The ``phrase_candidates`` most distinctive member phrases of each cluster are embedded and
+        scored by cosine to the cluster's centroid minus ``phrase_other_weight`` times the cosine
+        to the nearest other centroid (a phrase every sibling says names none of them)."""
+        counted = [phrase_counts(texts) for texts in docs]
+        shortlist = distinctive_phrases(
+            [counts for counts, _ in counted],
+            [len(texts) for texts in docs],
+            self.phrase_candidates,
+            self.phrase_min_share,
+        )
+        unique = sorted({p for ps in shortlist for p in ps})
+        if not unique:
+            return [[] for _ in docs]
+        vectors = dict(zip(unique, self._embed(unique), strict=True))
+        cents = np.asarray(centroids, dtype=np.float32)
+        cents = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+        out = []
+        for c, ps in enumerate(shortlist):
+            if not ps:
+                out.append([])
+                continue
+            sims = np.stack([vectors[p] for p in ps]) @ cents.T
+            score = sims[:, c]
+            if len(cents) > 1:
+                score = score - self.phrase_other_weight * np.delete(sims, c, axis=1).max(axis=1)
+            written = written_forms(counted[c][1])
+            out.append([sentence_case(ps[i], written) for i in np.argsort(-score, kind="stable")[:top]])
+        return out
+
+
+def phrase_counts(texts: Sequence[str], shortest: int = 2, longest: int = 5) -> tuple[Counter, Counter]:
+    """How many of ``texts`` say each candidate phrase (lower-cased, ``shortest``–``longest`` words),
+    and how each word is written away from the start of a sentence (for :func:`sentence_case`)."""
+    said: Counter = Counter()
+    forms: Counter = Counter()
+    for text in texts:
+        seen: set[str] = set()
+        for segment in _SEGMENT.split(_DROPPED.sub("", text.replace("\u2019", "'"))):
+            words = _TOKEN.findall(segment)
+            for i in range(1, len(words)):
+                forms[words[i]] += 1
+            if len(words) < shortest:
+                continue
+            low = [w.lower() for w in words]
+            for i, first in enumerate(low):
+                if first in EDGE_WORDS or first in GREETINGS or "'" in first:
+                    continue
+                stops = 0
+                for j in range(i + 1, min(len(low), i + longest)):
+                    word = low[j]
+                    if word in GREETINGS or "'" in word or word in low[i:j]:
+                        break
+                    if word in EDGE_WORDS:
+                        if word not in _INNER_WORDS:
+                            break
+                        stops += 1
+                    if word in _END_WORDS and (word not in _PARTICLES or low[j - 1] in EDGE_WORDS):
+                        continue
+                    if j - i + 1 >= shortest and 2 * stops <= j - i + 1:
+                        seen.add(" ".join(low[i : j + 1]))
+        said.update(seen)
+    return said, forms
+
+
+def distinctive_phrases(
+    counts: Sequence[Counter], sizes: Sequence[int], top: int = 15, min_share: float = 0.02
+) -> list[list[str]]:
+    """Per cluster, the ``top`` phrases said by at least 2 members and ``min_share`` of them, ranked by
+    share x (share / the phrase's shares summed over all clusters) ** 1.5 (c-TF-IDF's idea)."""
+    shares = [
+        {p: n / max(size, 1) for p, n in said.items()} for said, size in zip(counts, sizes, strict=True)
+    ]
+    total: Counter = Counter()
+    for share in shares:
+        total.update(share)
+    out = []
+    for said, share in zip(counts, shares, strict=True):
+        kept = [p for p, n in said.items() if n >= 2 and share[p] >= min_share]
+        kept.sort(key=lambda p: (-share[p] * (share[p] / total[p]) ** 1.5, p))
+        out.append(kept[:top])
+    return out
+
+
+def written_forms(forms: Counter) -> dict[str, str]:
+    """Each lower-cased word's most frequent spelling in ``forms`` (from :func:`phrase_counts`)."""
+    best: dict[str, tuple[int, str]] = {}
+    for form, n in forms.items():
+        low = form.lower()
+        if low not in best or (n, form) > best[low]:
+            best[low] = (n, form)
+    return {low: form for low, (_, form) in best.items()}
+
+
+def sentence_case(phrase: str, written: dict[str, str] | None = None) -> str:
+    """``phrase`` with its first letter upper-cased and each word as the texts mostly write it
+    mid-sentence (``written``, from :func:`written_forms`): "atm fees" -> "ATM fees"."""
+    text = " ".join((written or {}).get(word, word) for word in phrase.split())
+    return text[:1].upper() + text[1:]
 
 
 def ctfidf_candidates(docs: Sequence[str], top: int = 20) -> list[list[str]]:
@@ -161,19 +392,24 @@ def ctfidf_candidates(docs: Sequence[str], top: int = 20) -> list[list[str]]:
     return out
 
 
-def make_name(keywords: Sequence[str], taken: set[str], words: int = 3) -> str:
-    """A readable name from the first keywords, made distinct from names already ``taken``."""
-    if not keywords:
-        base = "unnamed"
-    else:
-        base = "; ".join(keywords[:words])
-        extra = list(keywords[words:])
-        while base in taken and extra:
-            base = f"{base}; {extra.pop(0)}"
-    name, n = base, 2
-    while name in taken:
-        name = f"{base} ({n})"
-        n += 1
+def make_name(keywords: Sequence[str], taken: set[str], phrases: Sequence[str] = (), words: int = 3) -> str:
+    """A name distinct (case aside) from the names already ``taken``, and added to them: the first
+    of ``phrases`` no cluster has, else the first keywords joined (more of them, or a number, until
+    distinct)."""
+    used = {t.lower() for t in taken}
+    name = next((p for p in phrases if p.lower() not in used), None)
+    if name is None:
+        if not keywords:
+            base = "unnamed"
+        else:
+            base = "; ".join(keywords[:words])
+            extra = list(keywords[words:])
+            while base.lower() in used and extra:
+                base = f"{base}; {extra.pop(0)}"
+        name, n = base, 2
+        while name.lower() in used:
+            name = f"{base} ({n})"
+            n += 1
     taken.add(name)
     return name
 

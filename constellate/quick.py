@@ -66,8 +66,12 @@ def cluster_texts(
     ]
     namer = namer or KeyBERTNamer(embedder, top_n=settings.name_keywords)
     keywords = namer.keywords(docs, result.centroids)
+    phrases = namer.phrases(docs, result.centroids)
     taken: set[str] = set()
-    names = [make_name(kws, taken) for kws in keywords]
+    names = [
+        make_name(kws[: settings.name_keywords], taken, said)
+        for kws, said in zip(keywords, phrases, strict=True)
+    ]
     sizes = np.array([len(m) for m in members])
     topic_of = group_clusters(result.centroids, sizes)
     n_topics = int(topic_of.max()) + 1 if len(topic_of) else 0
@@ -76,8 +80,13 @@ def cluster_texts(
         [texts[i] for i in (m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False))]
         for m in topic_members
     ]
-    topic_keywords = namer.keywords(topic_docs, topic_centroids(result.centroids, sizes, topic_of, n_topics))
-    topic_names = [make_name(kws, taken) for kws in topic_keywords]  # distinct from the clusters' names too
+    centres = topic_centroids(result.centroids, sizes, topic_of, n_topics)
+    topic_keywords = namer.keywords(topic_docs, centres)
+    topic_phrases = namer.phrases(topic_docs, centres)
+    topic_names = [  # distinct from the clusters' names too
+        make_name(kws[: settings.name_keywords], taken, said)
+        for kws, said in zip(topic_keywords, topic_phrases, strict=True)
+    ]
     clusters = [
         {
             "cluster_id": c,

@@ -103,6 +103,9 @@ def test_evaluate_banking77_meets_the_quality_bar() -> None:
     assert result["v_measure"] >= 0.80
     assert result["ari"] >= 0.50
     assert result["outlier_fraction"] <= 0.12
+    # Phrase names sit nearer the gold intents than keyword names of the same clusters (measured:
+    # 0.75 vs 0.67 over 88 clusters, the paired difference about 4 standard errors).
+    assert result["name_label_similarity"] >= result["name_label_similarity_keywords"] + 0.04
 
 
 def test_ingest_after_a_run_labels_tickets_at_once(tmp_path: Path, real_embedder) -> None:

@@ -1,4 +1,5 @@
-"""Name stage: keywords and a name per final cluster from the sample's texts; pins, renames and drift.
+"""Name stage: keywords and a name (a phrase members say) per final cluster from the sample's texts;
+pins, renames and drift (judged on the keywords).
 
 Naming reads only the fit sample (at most ``NAMING_DOCS`` member texts per cluster), so its cost does
 not grow with the history. Sizes are filled in after the labelling pass has counted every ticket.
@@ -50,6 +51,8 @@ def name_clusters(
         namer.keywords(docs, plan.centroids[named]) if namer is not None and named else [[] for _ in named]
     )
     keywords = dict(zip(named, found, strict=True))
+    said = namer.phrases(docs, plan.centroids[named]) if namer is not None and named else [[] for _ in named]
+    phrases = dict(zip(named, said, strict=True))
 
     continued = {e["cluster_id"] for e in plan.lineage_events if e["event"] == "continued"}
     run_id = plan.run_id
@@ -80,7 +83,7 @@ def name_clusters(
         drafts[c] = {"name": name, "name_keywords": name_kws, "pinned": pinned, "keywords": kws}
     for c in order:
         if drafts[c]["name"] is None:
-            drafts[c]["name"] = make_name(drafts[c]["keywords"], taken)
+            drafts[c]["name"] = make_name(drafts[c]["keywords"], taken, phrases[c])
     entries = []
     for c in named:
         cid = plan.cluster_ids[c]

@@ -1,0 +1,203 @@
+"""Cluster names: phrases the members say, keywords beside them, distinct across clusters."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from constellate import cluster_texts
+from constellate.config import Settings
+from constellate.embedding import normalize
+from constellate.evaluate import name_similarity
+from constellate.naming import (
+    EDGE_WORDS,
+    GREETINGS,
+    KeyBERTNamer,
+    make_name,
+    phrase_counts,
+    sentence_case,
+    written_forms,
+)
+from constellate.pipeline import recluster
+from constellate.store import edge_store
+from constellate.tickets import Ticket
+
+OPENERS = ["Hi,", "Hello team,", "Please help:", "Can you help?", "Hey there.", ""]
+CLOSERS = ["Thanks!", "Thank you so much.", "Please advise asap.", "Regards, Sam", "", "cheers"]
+TOPICS = {
+    "declined": [
+        "my card payment was declined at the supermarket",
+        "why was my card payment declined",
+        "card payment declined again when I tried to pay",
+        "the shop said my card payment was declined",
+        "is there a reason my card payment got declined",
+    ],
+    "refund": [
+        "I have still not had my refund, refund not received",
+        "my refund not received after two weeks",
+        "where is the money, refund not received yet",
+        "refund not received for the jacket I returned",
+        "the seller says they sent it but refund not received",
+    ],
+    "password": [
+        "I need to reset my password for the app",
+        "how do I reset my password",
+        "can you reset my password please, I forgot it",
+        "reset password link does not arrive",
+        "I tried to reset my password three times",
+    ],
+}
+
+
+def _tickets(per_topic: int = 40, seed: int = 0) -> dict[str, list[str]]:
+    """Ticket texts per topic: a topic sentence wrapped in random greetings and sign-offs."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[str]] = {}
+    for topic, sentences in TOPICS.items():
+        out[topic] = [
+            " ".join(s for s in (rng.choice(OPENERS), str(rng.choice(sentences)), rng.choice(CLOSERS)) if s)
+            for _ in range(per_topic)
+        ]
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z][a-z0-9'-]*", text.lower())
+
+
+def _is_subsequence(words: list[str], text: str) -> bool:
+    it = iter(_words(text))
+    return all(w in it for w in words)
+
+
+@pytest.fixture
+def named(hash_embedder) -> tuple[dict[str, list[str]], list[list[str]], list[str]]:
+    docs = _tickets()
+    texts = list(docs.values())
+    centroids = normalize(np.stack([hash_embedder.embed(t).mean(axis=0) for t in texts]))
+    namer = KeyBERTNamer(hash_embedder)
+    keywords = namer.keywords(texts, centroids)
+    phrases = namer.phrases(texts, centroids)
+    taken: set[str] = set()
+    names = [make_name(k, taken, p) for k, p in zip(keywords, phrases, strict=True)]
+    return docs, phrases, names
+
+
+def test_a_name_is_a_short_phrase_the_members_say(named) -> None:
+    docs, phrases, names = named
+    for (topic, texts), name in zip(docs.items(), names, strict=True):
+        words = _words(name)
+        assert 2 <= len(words) <= 6, name
+        assert topic in words, (topic, name)
+        assert ";" not in name and name[0].isupper(), name
+        # In the members' word order (articles, possessives and "was" may sit between the words).
+        assert sum(_is_subsequence(words, t) for t in texts) >= 2, name
+    assert names[0].lower() in {"card payment declined", "payment declined"}
+    assert names[1].lower() == "refund not received"
+    assert all(phrases), phrases
+
+
+def test_no_boilerplate_or_stop_word_at_the_edges(named) -> None:
+    _, phrases, names = named
+    for phrase in [*names, *(p for ps in phrases for p in ps)]:
+        words = _words(phrase)
+        assert words[0] not in EDGE_WORDS and words[-1] not in EDGE_WORDS, phrase
+        assert not set(words) & GREETINGS, phrase
+        assert "can you" not in phrase.lower() and "thank" not in phrase.lower(), phrase
+
+
+def test_counted_phrases_skip_greetings_and_keep_particles() -> None:
+    said, _ = phrase_counts(
+        [
+            "Hi, can you help me top up my account? Thanks!",
+            "please top up my account, thank you",
+            "Hello, how do I turn off notifications",
+        ]
+    )
+    assert said["top up"] == 2 and said["top up account"] == 2
+    assert said["turn off notifications"] == 1 and said["turn off"] == 1
+    assert not [p for p in said if set(p.split()) & GREETINGS], said
+    assert not [p for p in said if p.split()[0] in EDGE_WORDS], said
+    assert all(2 <= len(p.split()) <= 5 for p in said)
+
+
+def test_names_are_distinct_and_fall_back_to_keywords() -> None:
+    taken = {"Card declined"}
+    assert make_name(["card", "declined"], taken, ["card declined", "Card payment declined"]) == (
+        "Card payment declined"
+    )
+    assert make_name(["card", "declined"], taken, ["CARD DECLINED"]) == "card; declined"
+    assert make_name(["card", "declined"], taken, []) == "card; declined (2)"
+    assert make_name([], taken) == "unnamed"
+    assert len({t.lower() for t in taken}) == len(taken) == 5
+
+
+def test_sentence_case_keeps_what_the_texts_write_in_capitals() -> None:
+    _, forms = phrase_counts(
+        ["Where is the ATM near me", "the ATM took my card", "an atm fee", "top up with Apple Pay"]
+    )
+    assert sentence_case("atm fee", written_forms(forms)) == "ATM fee"
+    assert sentence_case("top up with apple pay", written_forms(forms)) == "Top up with Apple Pay"
+    assert sentence_case("refund not received") == "Refund not received"
+
+
+def test_the_run_names_clusters_as_the_in_memory_path_does(settings, hash_embedder) -> None:
+    docs = _tickets(60)
+    texts = [t for ts in docs.values() for t in ts]
+    vectors = hash_embedder.embed(texts)
+    local = settings.model_copy(update={"min_cluster_size": 20})
+    memory = cluster_texts(texts, settings=local, embedder=hash_embedder, vectors=vectors)
+    store = edge_store(local)
+    try:
+        store.ensure_collections(hash_embedder.dim)
+        store.upsert_tickets([Ticket(id=f"n{i}", text=t) for i, t in enumerate(texts)], vectors)
+        run = recluster(store, local, namer=KeyBERTNamer(hash_embedder))
+        catalogue = [r.payload for r in store.list_clusters(run["run_id"])]
+    finally:
+        store.close()
+    assert run["n_clusters"] == 3
+    assert {c["name"] for c in catalogue} == {c["name"] for c in memory.clusters}
+    for entry in catalogue:  # keywords kept beside the name; drift still judged on them
+        assert entry["keywords"] and entry["name_keywords"] == entry["keywords"]
+        assert entry["name"] != make_name(entry["keywords"], set())
+
+
+def test_name_similarity_scores_names_and_keyword_names_against_gold(hash_embedder) -> None:
+    catalogue = [
+        {"cluster_id": 0, "name": "Card payment declined", "keywords": ["declined", "shop"]},
+        {"cluster_id": 1, "name": "Refund not received", "keywords": ["money", "jacket"]},
+        {"cluster_id": 2, "name": "Nobody's cluster", "keywords": ["x"]},  # no members: left out
+    ]
+    gold = ["card_payment_declined", "card_payment_declined", "other", "refund_not_received"]
+    scores = name_similarity(catalogue, gold, [0, 0, 0, 1], hash_embedder)
+    assert scores["name_label_similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert scores["name_label_similarity_keywords"] < 0.5
+    assert name_similarity([], gold, [0, 0, 0, 1], hash_embedder)["name_label_similarity"] is None
+
+
+@pytest.mark.slow
+def test_real_model_names_read_like_a_support_lead_wrote_them(real_embedder) -> None:
+    docs = _tickets()
+    texts = list(docs.values())
+    centroids = normalize(np.stack([real_embedder.embed(t).mean(axis=0) for t in texts]))
+    phrases = KeyBERTNamer(real_embedder).phrases(texts, centroids)
+    taken: set[str] = set()
+    names = [make_name([], taken, p) for p in phrases]
+    assert names[0].lower() in {"card payment declined", "payment declined"}, names
+    assert names[1].lower() == "refund not received", names
+    assert "password" in names[2].lower() and "reset" in names[2].lower(), names
+
+
+def test_evaluate_reports_both_name_similarities(hash_embedder) -> None:
+    from constellate.datasets import LabelledText
+    from constellate.evaluate import evaluate
+
+    docs = _tickets(60)
+    items = [LabelledText(t, f"{topic}_topic") for topic, ts in docs.items() for t in ts]
+    result = evaluate(items, Settings(min_cluster_size=20), hash_embedder, KeyBERTNamer(hash_embedder))
+    assert result["clusters"] == 3
+    for key in ("name_label_similarity", "name_label_similarity_keywords"):
+        assert -1.0 <= result[key] <= 1.0
+    assert result["name_seconds"] >= 0.0
