@@ -156,7 +156,7 @@ def _print_ingest_summary(report: ReadReport, stored: int, as_json: bool, refuse
 
 algorithm_option = click.option(
     "--algorithm",
-    type=click.Choice(["hdbscan", "kmeans", "minibatch_kmeans", "dbscan"]),
+    type=click.Choice(["hdbscan", "kmeans", "minibatch_kmeans", "dbscan", "evoc"]),
     default=None,
     help="Clusterer (default: $CONSTELLATE_ALGORITHM or hdbscan).",
 )
