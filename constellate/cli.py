@@ -414,7 +414,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     consumer = ingestion.make_consumer(settings, redis.Redis.from_url(url), store, embedder)
     consumer_thread = ingestion.run(consumer, stop)
 
-    warm_up_in_background()  # the first scheduled run finds the clustering kernels compiled
+    warm_up_in_background(settings.algorithm)  # the first scheduled run finds the clustering kernels compiled
     celery_app = make_celery(settings, url, store=store, namer=namer)
     celery_app.finalize()
     celery_app.set_current()  # the worker and beat below use this app

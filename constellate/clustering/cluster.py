@@ -203,6 +203,7 @@ class EVoCClusterer:
         self.n_epochs = n_epochs
         self.seed = seed
         self.threads = threads
+        self.embedding_: np.ndarray | None = None
         self._used: int | None = None
 
     def fit_predict(self, points: np.ndarray) -> np.ndarray:
@@ -218,6 +219,7 @@ class EVoCClusterer:
         embedding = evoc_embedding(
             points, self.n_neighbors, self.n_components, self.seed, self.threads, self.n_epochs
         )
+        self.embedding_ = embedding  # kept for a coarser level (EVoC's cluster layers on the same points)
         before = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
         try:
