@@ -52,14 +52,14 @@ def enable_kernel_cache() -> None:
                         log.debug("numba cannot cache %s: %s", getattr(obj, "__name__", obj), exc)
 
 
-def warm_up(fit_sample: int = SMALL_DATA + 400, seed: int = 0) -> float:
+def warm_up(fit_sample: int = SMALL_DATA + 400, seed: int = 0, algorithm: str = "hdbscan") -> float:
     """Compile the clustering and map kernels on synthetic data; returns the seconds it took.
 
     Both UMAP paths are exercised: the exact one (below ``SMALL_DATA`` points, the map and small
     stores) and nearest-neighbour descent (pynndescent's kernels, what a run's 20k sample uses —
     a warm-up on 600 points left a 100k store's first run 52 s slower than its second).
     """
-    from constellate.clustering import HDBSCANClusterer, UMAPReducer
+    from constellate.clustering import EVoCClusterer, HDBSCANClusterer, UMAPReducer
     from constellate.embedding import normalize
     from constellate.mapping import map_layout
 
@@ -69,16 +69,18 @@ def warm_up(fit_sample: int = SMALL_DATA + 400, seed: int = 0) -> float:
     x = normalize(centres[rng.integers(8, size=fit_sample)] + rng.normal(scale=0.1, size=(fit_sample, 32)))
     for size in (600, fit_sample):
         HDBSCANClusterer().fit_predict(UMAPReducer(seed=seed).fit_transform(x[:size].astype(np.float32)))
+    if algorithm == "evoc":  # its own kernels: 268 s to compile from an empty cache (docs/backends.md)
+        EVoCClusterer(seed=seed).fit_predict(x.astype(np.float32))
     map_layout(x.astype(np.float32), 300, seed)
     return time.perf_counter() - started
 
 
-def warm_up_in_background() -> threading.Thread:
+def warm_up_in_background(algorithm: str = "hdbscan") -> threading.Thread:
     """Start :func:`warm_up` in a daemon thread (a run that starts meanwhile waits on numba's lock)."""
 
     def work() -> None:
         try:
-            log.info("numba kernels warm in %.1f s", warm_up())
+            log.info("numba kernels warm in %.1f s", warm_up(algorithm=algorithm))
         except Exception:  # warming is an optimisation: a failure only costs the first run time
             log.exception("warming the clustering kernels failed")
 

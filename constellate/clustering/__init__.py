@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from constellate.clustering.cluster import (
     Clusterer,
     DBSCANClusterer,
+    EVoCClusterer,
     HDBSCANClusterer,
     KMeansClusterer,
     default_min_cluster_size,
@@ -23,6 +24,7 @@ __all__ = [
     "ClusterResult",
     "Clusterer",
     "DBSCANClusterer",
+    "EVoCClusterer",
     "Fit",
     "HDBSCANClusterer",
     "KMeansClusterer",
@@ -42,13 +44,16 @@ def build_cluster_model(settings: Settings, n: int) -> ClusterModel:
     """Pick the stages for a fit sample of ``n`` tickets.
 
     Default (``algorithm=hdbscan``, ``reduction=auto``): UMAP-10 (PCA-50 below ``umap_min_points``),
-    HDBSCAN with ``min_cluster_size`` = √n/2. KMeans and MiniBatchKMeans with a given k, and DBSCAN,
-    cluster the raw vectors unless told otherwise.
+    HDBSCAN with ``min_cluster_size`` = √n/2. ``algorithm=evoc``: the same HDBSCAN on EVoC's node
+    embedding of the raw vectors (no separate reduction; docs/backends.md). KMeans and MiniBatchKMeans
+    with a given k, and DBSCAN, cluster the raw vectors unless told otherwise.
     """
     fit_size = min(n, settings.fit_sample_size)
     clusterer: Clusterer
     if settings.algorithm == "hdbscan":
         clusterer = HDBSCANClusterer(settings.min_cluster_size)
+    elif settings.algorithm == "evoc":
+        clusterer = EVoCClusterer(settings.min_cluster_size, seed=settings.seed)
     elif settings.algorithm in ("kmeans", "minibatch_kmeans"):
         clusterer = KMeansClusterer(
             settings.n_clusters, seed=settings.seed, minibatch=settings.algorithm == "minibatch_kmeans"

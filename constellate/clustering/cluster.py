@@ -116,3 +116,124 @@ class DBSCANClusterer:
 
     def params(self) -> dict[str, object]:
         return {"eps": self._eps, "min_samples": self.min_samples}
+
+
+def evoc_embedding(
+    vectors: np.ndarray,
+    n_neighbors: int = 15,
+    n_components: int = 4,
+    seed: int = 42,
+    threads: int = 1,
+    n_epochs: int = 50,
+) -> np.ndarray:
+    """EVoC's node embedding of the cosine kNN graph: ``(n, n_components)`` points for density clustering.
+
+    The first half of ``evoc.EVoC`` (kNN graph by NN-descent, fuzzy graph, label-propagation init,
+    UMAP-like node embedding), without its cluster layers. ``threads`` numba threads (thread-local,
+    restored after): with one, the fast path is deterministic for a seed; ``EVoC(random_state=...)``
+    takes a slower "reproducible" path instead (measured 3x slower on 2 busy cores, docs/backends.md).
+    """
+    import numba
+    from evoc.graph_construction import neighbor_graph_matrix
+    from evoc.knn_graph import knn_graph
+    from evoc.label_propagation import label_propagation_init
+    from evoc.node_embedding import node_embedding
+
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = data.shape[0]
+    k = max(2, min(n_neighbors, n - 1))
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        rng = np.random.RandomState(seed)
+        indices, distances = knn_graph(data, n_neighbors=k, random_state=rng)
+        graph = neighbor_graph_matrix(float(k), indices, distances, True)
+        init = label_propagation_init(
+            graph,
+            n_components=n_components,
+            approx_n_parts=int(np.clip(int(8 * np.sqrt(n)), 256, 16384)),
+            random_scale=0.1,
+            scaling=0.5,
+            noise_level=0.5,
+            random_state=rng,
+            data=data,
+            n_label_prop_iter=20,
+        )
+        embedding = node_embedding(
+            graph,
+            n_components=n_components,
+            n_epochs=n_epochs,
+            initial_embedding=init,
+            negative_sample_rate=1.0,
+            noise_level=0.5,
+            random_state=rng,
+            reproducible_flag=False,
+            initial_alpha=0.1,
+        )
+    finally:
+        numba.set_num_threads(before)
+    return np.asarray(embedding, dtype=np.float32)
+
+
+class EVoCClusterer:
+    """HDBSCAN on EVoC's node embedding of the cosine kNN graph, in place of UMAP-10.
+
+    The embedding (:func:`evoc_embedding`, 4-d for 15 neighbours) takes the place of the UMAP
+    reduction; HDBSCAN (fast_hdbscan, one numba thread) keeps the pipeline's size-aware
+    ``min_cluster_size`` = √n/2 rather than one of EVoC's own cluster layers, whose choice varied
+    by dataset (docs/backends.md). Give it the raw unit vectors (``reduction`` resolves to none).
+    """
+
+    name = "evoc"
+
+    def __init__(
+        self,
+        min_cluster_size: int | None = None,
+        min_samples: int = 5,
+        n_neighbors: int = 15,
+        n_components: int = 4,
+        n_epochs: int = 50,
+        seed: int = 42,
+        threads: int = 1,
+    ) -> None:
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+        self.n_epochs = n_epochs
+        self.seed = seed
+        self.threads = threads
+        self.embedding_: np.ndarray | None = None
+        self._used: int | None = None
+
+    def fit_predict(self, points: np.ndarray) -> np.ndarray:
+        import fast_hdbscan
+        import numba
+
+        n = points.shape[0]
+        mcs = self.min_cluster_size or default_min_cluster_size(n)
+        mcs = max(2, min(mcs, n))
+        self._used = mcs
+        if n <= self.n_neighbors + 1:  # too few for a kNN graph worth embedding: HDBSCAN on the vectors
+            return HDBSCANClusterer(mcs, self.min_samples).fit_predict(points)
+        embedding = evoc_embedding(
+            points, self.n_neighbors, self.n_components, self.seed, self.threads, self.n_epochs
+        )
+        self.embedding_ = embedding  # kept for a coarser level (EVoC's cluster layers on the same points)
+        before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            model = fast_hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=min(self.min_samples, mcs))
+            labels = model.fit_predict(embedding)
+        finally:
+            numba.set_num_threads(before)
+        return np.asarray(labels, dtype=np.int64)
+
+    def params(self) -> dict[str, object]:
+        return {
+            "min_cluster_size": self._used or self.min_cluster_size,
+            "min_samples": self.min_samples,
+            "n_neighbors": self.n_neighbors,
+            "n_components": self.n_components,
+            "n_epochs": self.n_epochs,
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -10,6 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 from constellate.clustering import (
     ClusterModel,
     DBSCANClusterer,
+    EVoCClusterer,
     HDBSCANClusterer,
     KMeansClusterer,
     NoReduction,
@@ -50,6 +52,25 @@ def test_each_clusterer_recovers_blobs(clusterer, blobs) -> None:
     assert adjusted_rand_score(y, result.labels) > 0.9
     assert result.centroids.shape == (result.n_clusters, 16)
     np.testing.assert_allclose(np.linalg.norm(result.centroids, axis=1), 1.0, atol=1e-5)
+
+
+def test_evoc_recovers_blobs_deterministically(blobs) -> None:
+    x, y = blobs
+    clusterer = EVoCClusterer()
+    result = ClusterModel(NoReduction(), clusterer).fit(x)
+    assert result.n_clusters == 6
+    assert result.labels.min() >= 0 and adjusted_rand_score(y, result.labels) >= 0.9
+    assert clusterer.params()["min_cluster_size"] == default_min_cluster_size(len(x))
+    # one numba thread and a seed: the same labels again, and numba's thread count is restored
+    threads = numba.get_num_threads()
+    np.testing.assert_array_equal(EVoCClusterer().fit_predict(x), EVoCClusterer().fit_predict(x))
+    assert numba.get_num_threads() == threads
+
+
+def test_evoc_handles_tiny_samples() -> None:
+    x, _ = make_blobs(n_samples=12, centers=2, n_features=8, random_state=0)
+    labels = EVoCClusterer().fit_predict(normalize(x))
+    assert labels.shape == (12,)
 
 
 def test_kmeans_auto_k_takes_the_density_cluster_count(blobs) -> None:
@@ -93,6 +114,8 @@ def test_resolver_picks_stages_by_size_and_setting() -> None:
     assert (big.reducer.name, big.clusterer.name) == ("umap", "hdbscan")
     assert build_cluster_model(Settings(algorithm="kmeans", n_clusters=5), 1000).reducer.name == "none"
     assert build_cluster_model(Settings(algorithm="dbscan"), 1000).clusterer.name == "dbscan"
+    evoc = build_cluster_model(Settings(algorithm="evoc"), 50_000)
+    assert (evoc.reducer.name, evoc.clusterer.name) == ("none", "evoc")
     assert (
         build_cluster_model(Settings(algorithm="minibatch_kmeans"), 1000).clusterer.name == "minibatch_kmeans"
     )
