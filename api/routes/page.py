@@ -41,7 +41,9 @@ def map_points() -> Any:
         total, rows = catalogue.map_points(svc.store, live, query.limit)
         points = [{k: r.get(k) for k in MAP_FIELDS} for r in rows]
         for point in points:  # the topic as it is now (a moved cluster's tickets follow it)
-            point["topic_id"] = live.topics.get(point["cluster_id"]) if point["cluster_id"] is not None else None
+            point["topic_id"] = (
+                live.topics.get(point["cluster_id"]) if point["cluster_id"] is not None else None
+            )
         body = {"run_id": live.run_id, "total": total, "points": points}
         return jsonify(body).get_data()  # the bytes jsonify sends (compact, newline-terminated)
 

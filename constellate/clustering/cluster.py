@@ -124,7 +124,7 @@ def evoc_embedding(
     n_components: int = 4,
     seed: int = 42,
     threads: int = 1,
-    n_epochs: int = 50,
+    n_epochs: int = 100,
 ) -> np.ndarray:
     """EVoC's node embedding of the cosine kNN graph: ``(n, n_components)`` points for density clustering.
 
@@ -192,7 +192,7 @@ class EVoCClusterer:
         min_samples: int = 5,
         n_neighbors: int = 15,
         n_components: int = 4,
-        n_epochs: int = 50,
+        n_epochs: int = 100,
         seed: int = 42,
         threads: int = 1,
     ) -> None:
