@@ -1,5 +1,5 @@
 """/map is built once per (run, edit clock, limit): the cached answer is the one the store gives, and
-an edit or a new run makes the next request build it again."""
+an edit or a new run makes the next request build it again. Each point carries its cluster's topic."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ def _from_store(store, limit: int) -> dict:
     """The map answer computed directly from the store (what the route sent before it cached)."""
     run_id = store.get_state()["current_run"]
     fields = ("ticket_id", "x", "y", "cluster_id", "is_outlier", "text")
+    topic_of = {int(r.payload["cluster_id"]): r.payload["topic_id"] for r in store.list_clusters(run_id)}
     points = [{k: r.get(k) for k in fields} for r in store.list_map(run_id, limit)]
+    for point in points:  # each point also carries its cluster's topic
+        point["topic_id"] = topic_of.get(point["cluster_id"])
     return {"run_id": run_id, "total": store.get_run(run_id)["map_points"], "points": points}
 
 
