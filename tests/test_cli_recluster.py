@@ -120,3 +120,21 @@ def test_ingest_after_a_run_labels_tickets_at_once(tmp_path: Path, real_embedder
             assert _run("recluster", "--data-dir", str(data_dir), "--json")[0] == 0
     labels = _live_labels(data_dir)
     assert all(labels[k][0] is not None and labels[k][1] for k, _ in later)
+
+
+def test_evaluate_scores_the_topics_against_a_coarser_gold_level(tmp_path: Path) -> None:
+    # HWU64's labels are scenario_intent: the prefix before "_" is one of its 18 scenarios
+    items = [i for i in load_labelled("hwu", ["test"])]
+    keep = sorted({i.label.split("_", 1)[0] for i in items})[:6]
+    rows = [i for i in items if i.label.split("_", 1)[0] in keep]
+    path = tmp_path / "hwu.jsonl"
+    path.write_text("".join(json.dumps({"text": i.text, "intent": i.label}) + "\n" for i in rows))
+    code, out = _run(
+        "evaluate", "--input", str(path), "--label-field", "intent", "--parent-from-prefix", "_", "--json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["gold_parents"] == 6 and result["topics"] >= 2
+    print(f"topics {result['topics']}: V {result['topic_v_measure']}, ARI {result['topic_ari']}")
+    assert result["topic_v_measure"] > 0.3 and result["topic_ari"] > 0.1  # far from chance (0)
+    assert result["topic_v_measure"] < result["v_measure"] or result["topics"] < result["clusters"]
