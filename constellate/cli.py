@@ -202,7 +202,7 @@ def recluster(as_json: bool, top: int, full: bool, algorithm: str | None, data_d
     except StoreBusy:
         run = _recluster_via_service(settings, progress, full)
         _print_run(run, [], as_json, top)
-        if run.get("status") not in ("succeeded", "dispatched"):
+        if run.get("status") not in ("succeeded", "dispatched", "skipped"):
             sys.exit(1)
         return
     _, namer = _naming(settings)

@@ -62,15 +62,20 @@ class PartResult:
 def unsettled(plan: Plan) -> Filter:
     """Tickets an incremental run must label: never labelled, guessed at ingest, or labelled in the
     target slot by a run that failed."""
-    live, target = plan.live_slot or plan.target, plan.target
+    return unsettled_filter(plan.live_slot, plan.target, plan.failed_runs)
+
+
+def unsettled_filter(live_slot: str | None, target: str, failed_runs: Sequence[str]) -> Filter:
+    """:func:`unsettled` from the slots and the failed runs' ids (before there is a plan)."""
+    live = live_slot or target
     conditions = [
         IsEmpty(slot_field(live, "cluster_id")),
         IsEmpty(slot_field(target, "cluster_id")),
         Match(slot_field(live, "assigned_by"), INGEST),
         Match(slot_field(target, "assigned_by"), INGEST),
     ]
-    if plan.failed_runs:
-        conditions.append(MatchAny(slot_field(target, "label_run"), tuple(plan.failed_runs)))
+    if failed_runs:
+        conditions.append(MatchAny(slot_field(target, "label_run"), tuple(failed_runs)))
     return Filter(should=tuple(conditions))
 
 

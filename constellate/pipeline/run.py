@@ -15,6 +15,7 @@ switch is recorded as failed and leaves the previous labels and catalogue live.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from constellate.mapping import map_layout
 from constellate.naming import Namer
 from constellate.optimizer import BackgroundOptimizer
 from constellate.pipeline.counts import Counts, count_labels
-from constellate.pipeline.label import PartResult, assign, copy_labels, label_range
+from constellate.pipeline.label import PartResult, assign, copy_labels, label_range, unsettled_filter
 from constellate.pipeline.name import keep_entries, name_clusters
 from constellate.pipeline.plan import FULL, INCREMENTAL, Plan, build_incremental_plan, build_plan, match
 from constellate.pipeline.sample import Sample, read_sample
@@ -114,6 +115,18 @@ def choose_mode(settings: Settings, state: dict[str, Any], n_tickets: int, full:
     return INCREMENTAL, f"{since} runs and {n_tickets - base} tickets since the last full run"
 
 
+def nothing_changed(store: VectorStore, state: dict[str, Any], failed_runs: Sequence[str]) -> bool:
+    """True when an incremental run would find what the live run found: no ticket is unsettled
+    (new, guessed at ingest, re-ingested, or written by a failed run) and none was deleted. The fit
+    is seeded and its sample would be the same tickets, so the run is skipped instead (two counts on
+    indexed fields). Edits need no run: they change the live catalogue and labels themselves."""
+    live = store.get_run(state["current_run"]) or {}
+    target = other_slot(state.get("slot"))
+    if store.count(unsettled_filter(state.get("slot"), target, failed_runs)):
+        return False
+    return store.count() == int(live.get("n_points", -1))
+
+
 def prepare(
     store: VectorStore,
     settings: Settings,
@@ -141,6 +154,15 @@ def prepare(
         "mode": mode,
         "mode_reason": why,
     }
+    if mode == INCREMENTAL and nothing_changed(store, claimed, failed_runs):
+        record.update(
+            status="skipped",
+            reason=f"nothing changed since run {claimed['current_run']}",
+            finished_at=utc_now_precise(),
+            n_points=store.count(),
+        )
+        store.save_run(record)
+        return record
     store.save_run(record)
     try:
         if mode == INCREMENTAL:

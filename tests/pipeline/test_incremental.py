@@ -78,15 +78,30 @@ def test_an_unchanged_store_reads_and_writes_nothing(labelled, inc_settings) -> 
     store, namer, _tickets, _ = labelled
     before = all_views(store)
     catalogue = _catalogue(store)
+    live = store.get_state()["current_run"]
     run = recluster(store, inc_settings, namer=namer)
-    assert run["mode"] == INCREMENTAL and run["status"] == "succeeded"
-    assert run["n_read"] == 0 and run["written"] == 0 and run["born"] == 0
-    assert run["n_points"] == 300 and run["unchanged"] == 300
+    # nothing new, guessed, re-ingested or deleted: the seeded fit would find what the live run found
+    assert run["mode"] == INCREMENTAL and run["status"] == "skipped", run
+    assert run["reason"] == f"nothing changed since run {live}" and run["n_points"] == 300
+    assert store.get_state()["current_run"] == live
     after = _catalogue(store)
     assert {c: (e["name"], e["size"]) for c, e in after.items()} == {
         c: (e["name"], e["size"]) for c, e in catalogue.items()
     }
     assert all_views(store) == before
+
+
+def test_a_reingested_or_deleted_ticket_is_a_change(labelled, inc_settings) -> None:
+    store, namer, tickets, _ = labelled
+    vectors = store.get_points([point_id(tickets[0].id)], with_vector=True)[0].vector[None, :]
+    _ingest(store, [tickets[0]], vectors)  # re-ingested: its kept labels are now guesses
+    run = recluster(store, inc_settings, namer=namer)
+    assert run["status"] == "succeeded" and run["n_read"] == 1
+    assert view(store, tickets[0].id)["assigned_by"] == "recluster"
+    assert recluster(store, inc_settings, namer=namer)["status"] == "skipped"
+    store.tickets.delete([point_id(tickets[1].id)])  # no route deletes tickets; the engine still can
+    run = recluster(store, inc_settings, namer=namer)
+    assert run["status"] == "succeeded" and run["n_points"] == 299 and run["written"] == 0
 
 
 def test_a_new_topic_is_born_and_only_its_tickets_are_written(labelled, inc_settings) -> None:
@@ -106,8 +121,8 @@ def test_a_new_topic_is_born_and_only_its_tickets_are_written(labelled, inc_sett
     entry = _catalogue(store)[born[0]]
     assert entry["size"] == 40 and entry["name"] and entry["born_run"] == run["run_id"]
     assert entry["name"] not in {e["name"] for c, e in _catalogue(store).items() if c != born[0]}
-    again = recluster(store, inc_settings, namer=namer)  # the slots agree: nothing left to do
-    assert again["n_read"] == 0 and again["written"] == 0
+    again = recluster(store, inc_settings, namer=namer)  # nothing left to do
+    assert again["status"] == "skipped" and store.get_state()["current_run"] == run["run_id"]
 
 
 def test_new_tickets_of_known_topics_join_them_without_a_new_cluster(labelled, inc_settings) -> None:
@@ -153,7 +168,10 @@ def test_human_edits_hold_through_incremental_runs(labelled, inc_settings) -> No
     )
     fresh, vectors, _ = topic_data(1, 40, seed=5, prefix="new", start=6)
     _ingest(store, fresh, vectors)
-    for _ in range(2):
+    last = store.get_points([point_id(tickets[-1].id)], with_vector=True)[0].vector[None, :]
+    for i in range(2):
+        if i:  # something changed, or the second run is skipped: one ticket re-ingested
+            _ingest(store, [tickets[-1]], last)
         run = recluster(store, inc_settings, namer=namer)
         assert run["mode"] == INCREMENTAL and run["status"] == "succeeded"
         catalogue = _catalogue(store)
