@@ -139,8 +139,12 @@ def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str]
             run = recluster(store, settings, namer=namer, full=full)  # the optimiser is timed apart
         seconds = time.perf_counter() - started
         peak = _rss_mb("VmHWM")
+        skipped = run["status"] == "skipped"  # nothing changed: nothing read, fitted or written
+        if skipped:
+            run = {**run, "n_read": 0, "written": 0, "seconds": {}, "n_clusters": None}
         result = {
             f"{label}_s": round(seconds, 1),
+            f"{label}_status": run["status"],
             f"{label}_mode": run.get("mode"),
             f"{label}_read": round(run.get("n_read", run["n_points"]) / run["n_points"], 4),
             f"{label}_written": round(run["written"] / run["n_points"], 4),
