@@ -15,10 +15,17 @@ from constellate.pipeline import recluster
 
 
 def _from_store(store, limit: int) -> dict:
-    """The map answer computed directly from the store (what the route sent before it cached)."""
+    """The map answer computed directly from the store (what the route sent before it cached): each
+    point with its cluster's topic in the live catalogue."""
     run_id = store.get_state()["current_run"]
     fields = ("ticket_id", "x", "y", "cluster_id", "is_outlier", "text")
+    topics = {
+        r.payload["cluster_id"]: r.payload.get("topic_id")
+        for r in store.list_clusters(run_id, level="cluster")
+    }
     points = [{k: r.get(k) for k in fields} for r in store.list_map(run_id, limit)]
+    for point in points:
+        point["topic_id"] = topics.get(point["cluster_id"])
     return {"run_id": run_id, "total": store.get_run(run_id)["map_points"], "points": points}
 
 
