@@ -82,8 +82,9 @@ function sparkline(values) {
   values = (values || []).filter((v) => typeof v === "number");
   if (values.length > 1) {
     const max = Math.max(...values), min = Math.min(...values);
-    const span = max - min || 1;
-    const pts = values.map((v, i) => `${(i / (values.length - 1)) * (w - 2) + 1},${h - 1 - ((v - min) / span) * (h - 2)}`);
+    const span = max - min;
+    const y = (v) => (span ? h - 1 - ((v - min) / span) * (h - 2) : h / 2); // a steady size: a level line
+    const pts = values.map((v, i) => `${(i / (values.length - 1)) * (w - 2) + 1},${y(v)}`);
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     line.setAttribute("points", pts.join(" "));
     line.setAttribute("fill", "none");
@@ -95,6 +96,7 @@ function sparkline(values) {
 }
 
 // -- the catalogue: topics, each opening into its clusters ----------------------------------------
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const entryOf = (level, id) => (level === "topic" ? state.topicById : state.byId).get(id);
 const nameOf = (level, id) => entryOf(level, id)?.name || (id === null || id === undefined ? "unlabelled" : `${level} #${id}`);
 const topicOfCluster = (id) => (id === null || id === undefined ? null : state.topicOf.get(id) ?? null);
@@ -121,7 +123,7 @@ async function loadClusters() {
     if (c.topic_id !== null && c.topic_id !== undefined && state.topicById.has(c.topic_id)) state.topicOf.set(c.cluster_id, c.topic_id);
   }
   for (const id of [...state.expanded]) if (!state.topicById.has(id)) state.expanded.delete(id);
-  const counts = [state.topics.length ? `${state.topics.length} topics` : null, `${state.clusters.length} clusters`];
+  const counts = [state.topics.length ? plural(state.topics.length, "topic") : null, plural(state.clusters.length, "cluster")];
   $("#cluster-count").textContent = state.run ? counts.filter(Boolean).join(" · ") : "no run yet";
   renderCatalogue();
   renderFilter();
@@ -169,7 +171,7 @@ function renderCatalogue() {
   for (const t of state.topics) {
     if (top++ >= state.shownRows) break;
     const kids = clustersOf(t.cluster_id);
-    rows.push(catalogueRow(t, "topic", null, `${kids.length} cluster${kids.length === 1 ? "" : "s"}`));
+    rows.push(catalogueRow(t, "topic", null, plural(kids.length, "cluster")));
     for (const c of kids) rows.push(catalogueRow(c, "cluster", t.cluster_id));
   }
   for (const c of state.clusters) { // clusters without a known topic (or every cluster, when there are no topics)
@@ -274,7 +276,7 @@ async function showDetail() {
 // -- map ---------------------------------------------------------------------------------------
 async function loadMap() {
   const data = await api("GET", "/map?limit=5000");
-  state.points = data.points || [];
+  state.points = (data.points || []).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)); // placed ones
   const total = data.total ?? state.points.length;
   $("#map-count").textContent = total > state.points.length ? `${state.points.length} of ${total} placed` : `${state.points.length} tickets`;
   drawMap();
@@ -289,7 +291,7 @@ function inSelection(p) {
 }
 
 function toCanvas(p) {
-  return [MAP_PAD + (p.x ?? 0.5) * (MAP_W - 2 * MAP_PAD), MAP_PAD + (1 - (p.y ?? 0.5)) * (MAP_H - 2 * MAP_PAD)];
+  return [MAP_PAD + p.x * (MAP_W - 2 * MAP_PAD), MAP_PAD + (1 - p.y) * (MAP_H - 2 * MAP_PAD)];
 }
 
 function sizeCanvas(canvas) {
@@ -303,7 +305,7 @@ function sizeCanvas(canvas) {
 function drawMap() {
   const canvas = $("#map");
   const ctx = sizeCanvas(canvas);
-  const level = state.level;
+  const level = mapLevel();
   ctx.clearRect(0, 0, MAP_W, MAP_H);
   const groups = new Map(); // group id -> { n, sx, sy, members }
   const colours = new Set();
@@ -430,10 +432,20 @@ function hover(event) {
   tip.hidden = false;
 }
 
+// The level the map shows: the one chosen, but clusters while the run has no topics.
+function mapLevel() {
+  const topics = state.topics.length > 0;
+  const level = state.level === "topic" && !topics ? "cluster" : state.level;
+  for (const input of document.querySelectorAll("input[name=map-level]")) {
+    input.checked = input.value === level;
+    if (input.value === "topic") input.disabled = !topics;
+  }
+  return level;
+}
+
 function setLevel(level) {
   state.level = level === "cluster" ? "cluster" : "topic";
   localStorage.setItem("constellate-map-level", state.level);
-  for (const input of document.querySelectorAll("input[name=map-level]")) input.checked = input.value === state.level;
   drawMap();
 }
 
@@ -477,7 +489,7 @@ async function search() {
   const scope = data.topic_id !== null && data.topic_id !== undefined ? `topic ${nameOf("topic", data.topic_id)}`
     : data.cluster_id !== null && data.cluster_id !== undefined ? `cluster ${nameOf("cluster", data.cluster_id)}` : "all tickets";
   const note = $("#results-note");
-  note.textContent = `${hits.length} hit${hits.length === 1 ? "" : "s"} in ${scope}`;
+  note.textContent = `${plural(hits.length, "hit")} in ${scope}`;
   note.hidden = false;
   $("#results").dataset.topic = data.topic_id ?? "";
   $("#results").dataset.cluster = data.cluster_id ?? "";
@@ -591,8 +603,9 @@ function wire() {
   canvas.addEventListener("mouseleave", () => { $("#tooltip").hidden = true; });
   canvas.addEventListener("click", (e) => {
     const p = nearestPoint(e);
-    const g = p ? groupOf(p, state.level) : null;
-    if (g !== null) select(state.level, g).then(() => revealRow(state.level, g)).catch(showError);
+    const level = mapLevel();
+    const g = p ? groupOf(p, level) : null;
+    if (g !== null) select(level, g).then(() => revealRow(level, g)).catch(showError);
   });
   refresh();
   setInterval(async () => {
