@@ -234,6 +234,9 @@ class MapPoint(BaseModel):
     cluster_id: int | None = None
     is_outlier: bool | None = None
     text: str
+    topic_id: int | None = Field(
+        None, description="The cluster's topic now (a moved cluster's tickets follow it)."
+    )
 
 
 class MapOut(BaseModel):

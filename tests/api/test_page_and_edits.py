@@ -42,10 +42,13 @@ def test_page_is_open_but_its_data_is_keyed(api_store, hash_embedder, redis_url)
 def test_map_gives_every_placed_ticket_with_its_cluster(client) -> None:
     body = client.get("/map?limit=100").get_json()
     assert body["run_id"] and body["total"] == 160 and len(body["points"]) == 100
-    ids = {c["cluster_id"] for c in _clusters(client)}
+    topic_of = {c["cluster_id"]: c["topic_id"] for c in _clusters(client)}
     for p in body["points"]:
         assert 0.0 <= p["x"] <= 1.0 and 0.0 <= p["y"] <= 1.0
-        assert p["cluster_id"] in ids and p["text"]
+        assert p["cluster_id"] in topic_of and p["text"]
+        assert p["topic_id"] == topic_of[p["cluster_id"]]  # the page colours the map by it
+    spec = client.get("/openapi.json").get_json()["components"]["schemas"]["MapPoint"]
+    assert "topic_id" in spec["properties"]
     assert client.get("/map?limit=0").status_code == 400
 
 
