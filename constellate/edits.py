@@ -123,11 +123,17 @@ def mark_not_outlier(store: VectorStore, ticket_id: str) -> dict[str, Any]:
     return _record_and_apply(store, "not_outlier", ticket_id=ticket_id)
 
 
-def apply_to_live(store: VectorStore, edit: dict[str, Any]) -> None:
-    """Make ``edit`` true of the live labels, catalogue and map. Idempotent, and harmless when its
-    clusters are gone (a later run retired them): the runs' replay still carries the edit."""
+def apply_to_live(store: VectorStore, edit: dict[str, Any]) -> str | None:
+    """Make ``edit`` true of the live labels, catalogue and map; returns the live run it was applied
+    to. Idempotent, and harmless when its clusters are gone (a later run retired them): the runs'
+    replay still carries the edit."""
     state = store.get_state()
     run, slot = state.get("current_run"), state.get("slot")
+    _apply(store, edit, run, slot)
+    return run
+
+
+def _apply(store: VectorStore, edit: dict[str, Any], run: str | None, slot: str | None) -> None:
     kind = edit["type"]
     if kind == "not_outlier":
         pid = point_id(edit["ticket_id"])
@@ -162,11 +168,17 @@ def apply_to_live(store: VectorStore, edit: dict[str, Any]) -> None:
 
 
 def _apply_merge(store: VectorStore, run: str, slot: str, into: int, source: int) -> None:
-    target, other = store.get_cluster(run, into), store.get_cluster(run, source)
-    if target is None or other is None or target.vector is None or other.vector is None:
-        return
-    for s in SLOTS:  # both slots: an incremental run's target slot must already agree with the live one
+    target = store.get_cluster(run, into)
+    if target is None:
+        return  # a later run retired it
+    # both slots: an incremental run's target slot must already agree with the live one. Labels
+    # first and even when the source entry is gone (applied before): a copy between the slots may
+    # have written the source's id back into one of them since
+    for s in SLOTS:
         store.set_payload_where(label_filter(s, cluster_id=source), {slot_field(s, "cluster_id"): into})
+    other = store.get_cluster(run, source)
+    if other is None or target.vector is None or other.vector is None:
+        return
     a, b = int(target.payload.get("size", 0)), int(other.payload.get("size", 0))
     target.vector = normalize((a * target.vector + b * other.vector)[None, :])[0]
     target.payload.update(
@@ -190,12 +202,14 @@ def _apply_merge(store: VectorStore, run: str, slot: str, into: int, source: int
 def _apply_split(store: VectorStore, run: str, slot: str, edit: dict[str, Any]) -> None:
     new_id, source_id = int(edit["cluster_id"]), int(edit["from"])
     key = slot_field(slot, "cluster_id")
-    records = store.get_points([point_id(t) for t in edit["ticket_ids"]], with_vector=True, fields=[key])
+    keys = [slot_field(s, "cluster_id") for s in SLOTS]
+    records = store.get_points([point_id(t) for t in edit["ticket_ids"]], with_vector=True, fields=keys)
     moving = [r for r in records if r.payload.get(key) != new_id]
     if not records:
         return
-    if moving:  # both slots, as for a merge
-        store.set_payload_ids([r.id for r in moving], {slot_field(s, "cluster_id"): new_id for s in SLOTS})
+    stale = [r for r in records if any(r.payload.get(k) != new_id for k in keys)]
+    if stale:  # both slots, as for a merge (either may hold an older id: see _apply_merge)
+        store.set_payload_ids([r.id for r in stale], {k: new_id for k in keys})
     entry = store.get_cluster(run, new_id)
     source = store.get_cluster(run, source_id)
     topic = source.payload.get("topic_id") if source is not None else None
@@ -355,6 +369,8 @@ def _record_and_apply(store: VectorStore, kind: str, **fields: Any) -> dict[str,
     """Store the edit, mark the catalogue edited (ingest reloads it), then apply it to the live labels.
 
     The record comes first: a run that switches after this point replays it after its switch.
+    Once applied, the record says to which live run (``applied_to``): an incremental run, which
+    keeps the live catalogue instead of replaying edits, counts only those as already in it.
     """
     edit = {
         "edit_id": "edit-" + secrets.token_hex(6),
@@ -363,9 +379,16 @@ def _record_and_apply(store: VectorStore, kind: str, **fields: Any) -> dict[str,
         **fields,
     }
     store.save_record(EDIT_KIND, edit["edit_id"], edit)
-    apply_to_live(store, edit)
+    mark_applied(store, edit, apply_to_live(store, edit))
     mark_edited(store, edit["created_at"])
     return edit
+
+
+def mark_applied(store: VectorStore, edit: dict[str, Any], run: str | None) -> None:
+    """Record that ``edit``'s effect is in ``run``'s catalogue and labels (after applying it there)."""
+    if run is not None and edit.get("applied_to") != run:
+        edit["applied_to"] = run
+        store.save_record(EDIT_KIND, edit["edit_id"], {k: v for k, v in edit.items() if k != "kind"})
 
 
 def mark_edited(store: VectorStore, when: str) -> None:

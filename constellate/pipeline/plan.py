@@ -56,7 +56,7 @@ class Plan:
     lineage_events: list[dict[str, Any]] = field(default_factory=list)
     parents: list[list[int]] = field(default_factory=list)
     next_id: int = 0
-    edit_ids: list[str] = field(default_factory=list)  # the edits this run replayed
+    edit_ids: list[str] = field(default_factory=list)  # the edits in its result (replayed, or kept)
     failed_runs: list[str] = field(default_factory=list)  # recent runs that never switched
     record: dict[str, Any] = field(default_factory=dict)  # the run record so far
     catalogue: list[dict[str, Any]] = field(default_factory=list)  # entries without sizes

@@ -34,7 +34,7 @@ from constellate.pipeline.label import PartResult, assign, copy_labels, label_ra
 from constellate.pipeline.name import keep_entries, name_clusters
 from constellate.pipeline.plan import FULL, INCREMENTAL, Plan, build_incremental_plan, build_plan, match
 from constellate.pipeline.sample import Sample, read_sample
-from constellate.pipeline.switch import abandon_stale_runs, after_switch, claim, switch
+from constellate.pipeline.switch import abandon_stale_runs, after_switch, catch_up_edits, claim, switch
 from constellate.pipeline.timing import Progress, Stages
 from constellate.pipeline.topics import fit_topics, keep_topics, topic_view
 from constellate.run_lock import Lease, NoLease
@@ -115,6 +115,15 @@ def choose_mode(settings: Settings, state: dict[str, Any], n_tickets: int, full:
     return INCREMENTAL, f"{since} runs and {n_tickets - base} tickets since the last full run"
 
 
+def in_live_catalogue(store: VectorStore, state: dict[str, Any], edits: list[dict[str, Any]]) -> list[str]:
+    """The ids of ``edits`` whose effect is in the live run's catalogue and labels: those the live
+    run replayed or caught up (its ``edits_seen``) and those applied to it since (``applied_to``).
+    An edit stored but not yet applied (or whose process died applying it) is not among them."""
+    live = state.get("current_run")
+    done = set((store.get_run(live) or {}).get("edits_seen", [])) if live else set()
+    return [e["edit_id"] for e in edits if e["edit_id"] in done or e.get("applied_to") == live]
+
+
 def nothing_changed(store: VectorStore, state: dict[str, Any], failed_runs: Sequence[str]) -> bool:
     """True when an incremental run would find what the live run found: no ticket is unsettled
     (new, guessed at ingest, re-ingested, or written by a failed run) and none was deleted. The fit
@@ -154,15 +163,20 @@ def prepare(
         "mode": mode,
         "mode_reason": why,
     }
-    if mode == INCREMENTAL and nothing_changed(store, claimed, failed_runs):
+    # Edits are listed before anything else is read. A full run replays them all; an incremental
+    # one keeps the live catalogue, so it counts as seen only the edits already in it (applied to
+    # the live run, or in its result); the rest are applied again after its switch.
+    edits = list_edits(store)
+    seen = [e["edit_id"] for e in edits] if mode == FULL else in_live_catalogue(store, claimed, edits)
+    if mode == INCREMENTAL and len(seen) == len(edits) and nothing_changed(store, claimed, failed_runs):
         record.update(
             status="skipped",
             reason=f"nothing changed since run {claimed['current_run']}",
             finished_at=utc_now_precise(),
             n_points=store.count(),
         )
-        store.save_run(record)
-        return record
+        return record  # not stored: a skip leaves no trace in the run history (as the beat's skip)
+    record["edits_seen"] = seen
     store.save_run(record)
     try:
         if mode == INCREMENTAL:
@@ -189,7 +203,6 @@ def prepare(
             prev_centroids = {
                 int(r.payload["cluster_id"]): r.vector for r in previous if r.vector is not None
             }
-            edits = list_edits(store)
             first_new = reserve_ids(store, fit.n_clusters + 1)
             matched = match(sample, fit, prev_centroids, edits, first_new)
             common: dict[str, Any] = {
@@ -197,7 +210,7 @@ def prepare(
                 "target": other_slot(live_slot),
                 "first_run": live_slot is None,
                 "claimed_version": int(claimed["version"]),
-                "edit_ids": [e["edit_id"] for e in edits],
+                "edit_ids": seen,
                 "failed_runs": failed_runs,
                 "live_slot": live_slot,
             }
@@ -233,6 +246,7 @@ def prepare(
                 settings.exemplars,
                 settings.seed,
                 rows=named,
+                taken={str(r.payload.get("name", "")) for r in live_topics} if named is not None else None,
             )
             plan.catalogue = fresh if named is None else keep_entries(plan, previous_entries, fresh)
             topics = topic_view(plan)
@@ -335,11 +349,18 @@ def finish(
         raise
     with stages.stage("after_switch", "repairing what changed during the run"):
         try:
-            record.update(after_switch(store, plan.run_id, plan.target, set(plan.edit_ids), plan.failed_runs))
+            seen = set(plan.edit_ids)
+            record.update(after_switch(store, plan.run_id, plan.target, seen, plan.failed_runs))
+            record["edits_seen"] = sorted(seen)  # in this run's catalogue (incremental runs keep it)
             if not plan.first_run:
                 record["copied"] = copy_labels(
                     store, plan.run_id, plan.target, page_size=settings.recluster_page_size
                 )
+                # an edit made while the copy ran may have had its other-slot labels overwritten by
+                # it: apply the late ones again (idempotent)
+                late = catch_up_edits(store, seen)
+                record["late_edits"] += len(late)
+                record["edits_seen"] = sorted(seen | set(late))
             store.prune_clusters(keep_run_id=plan.run_id)
             store.prune_map(keep_run_id=plan.run_id)
             store.prune_records("run", settings.keep_runs)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from constellate.assign import CentroidAssigner
-from constellate.edits import apply_to_live, enforce_ticket_edits, list_edits, mark_edited
+from constellate.edits import apply_to_live, enforce_ticket_edits, list_edits, mark_applied, mark_edited
 from constellate.exceptions import LeaseLost
 from constellate.labels import INGEST, NOT_OUTLIER, slot_field
 from constellate.run_lock import Lease
@@ -128,14 +128,15 @@ def switch(
     return {**state, "version": version + 1}
 
 
-def catch_up_edits(store: VectorStore, seen: set[str]) -> int:
-    """Apply the edits stored since the run read them (the run's result did not include them)."""
+def catch_up_edits(store: VectorStore, seen: set[str]) -> list[str]:
+    """Apply the edits the run's result does not include (stored or applied after it read them);
+    returns their ids. Applying is idempotent, so this may run more than once."""
     late = [e for e in list_edits(store) if e["edit_id"] not in seen]
     for edit in sorted(late, key=lambda e: str(e.get("created_at", ""))):
-        apply_to_live(store, edit)
+        mark_applied(store, edit, apply_to_live(store, edit))
     if late:
         mark_edited(store, utc_now_precise())
-    return len(late)
+    return [e["edit_id"] for e in late]
 
 
 def relabel_strays(
@@ -169,9 +170,12 @@ def relabel_strays(
 def after_switch(
     store: VectorStore, run_id: str, slot: str, seen_edits: set[str], failed_runs: list[str]
 ) -> dict[str, int]:
-    """Repairs after the switch (each bounded by what happened during the run, not by the history)."""
+    """Repairs after the switch (each bounded by what happened during the run, not by the history).
+    The late edits it applies are added to ``seen_edits``."""
+    late = catch_up_edits(store, seen_edits)
+    seen_edits.update(late)
     return {
-        "late_edits": catch_up_edits(store, seen_edits),
+        "late_edits": len(late),
         "relabelled": relabel_strays(store, run_id, slot, failed_runs),
         "cleared_outliers": enforce_ticket_edits(store, slot),
     }
