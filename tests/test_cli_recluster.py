@@ -137,4 +137,4 @@ def test_evaluate_scores_the_topics_against_a_coarser_gold_level(tmp_path: Path)
     assert result["gold_parents"] == 6 and result["topics"] >= 2
     print(f"topics {result['topics']}: V {result['topic_v_measure']}, ARI {result['topic_ari']}")
     assert result["topic_v_measure"] > 0.3 and result["topic_ari"] > 0.1  # far from chance (0)
-    assert result["topic_v_measure"] < result["v_measure"] or result["topics"] < result["clusters"]
+    assert result["topics"] < result["clusters"]
