@@ -27,8 +27,8 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from constellate.embedding import Embedder
 
-# Support-ticket boilerplate that says nothing about the topic.
-BOILERPLATE = frozenset(
+# Greetings and politeness: never a topic, never the edge of a name.
+_POLITE = frozenset(
     [
         "hi",
         "hello",
@@ -44,6 +44,11 @@ BOILERPLATE = frozenset(
         "urgent",
         "urgently",
         "asap",
+    ]
+)
+# Support-ticket boilerplate that says nothing about the topic.
+BOILERPLATE = _POLITE | frozenset(
+    [
         "help",
         "helping",
         "need",
@@ -145,23 +150,9 @@ _INNER_WORDS = frozenset(
     ]
 )
 # Words that disqualify a phrase wherever they are.
-GREETINGS = frozenset(
+GREETINGS = _POLITE | frozenset(
     [
-        "hi",
-        "hello",
-        "hey",
-        "dear",
-        "thanks",
-        "thank",
-        "thx",
-        "ty",
-        "please",
-        "pls",
-        "plz",
         "kindly",
-        "urgent",
-        "urgently",
-        "asap",
         "regards",
         "cheers",
         "sir",
