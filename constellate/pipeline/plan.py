@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -210,12 +211,15 @@ def build_incremental_plan(
     edits: list[dict[str, Any]],
     tolerance: float,
     stay_margin: float,
+    recent_runs: Sequence[str] = (),
     **fields: Any,
 ) -> Plan:
     """The live clusters kept (ids, centroids, regular flags, outlier scale), plus the fit's new ones.
 
     A fit cluster is added when identity matching continued no live cluster with it and at least
-    ``NEW_SHARE`` of its sample members carry no run's label (``sample.prev_labels`` = -1), unless
+    ``NEW_SHARE`` of its sample members are new since the last full run: no run's label
+    (``sample.prev_labels`` = -1), or a label written by one of the incremental ``recent_runs``
+    since (so a topic that grows over several runs is born once it is big enough), unless
     its centroid is as close to a live one as a continued cluster's may be. Splits,
     merges and drift of live clusters wait for the next full run. Human merges and renames are
     already in the live catalogue; the split edits' tickets are carried as overrides.
@@ -225,7 +229,10 @@ def build_incremental_plan(
     ids, vectors = list(live_ids), [np.asarray(r.vector, dtype=np.float32) for r in previous]
     regular = [bool(r.payload.get("regular", True)) for r in previous]
     parents = [list(r.payload.get("parents", [])) for r in previous]
+    recent = set(recent_runs)
     unlabelled = sample.prev_labels < 0
+    if recent and sample.label_runs is not None:
+        unlabelled |= np.array([r in recent for r in sample.label_runs], dtype=bool)
     live_centroids = np.stack(vectors) if vectors else np.zeros((0, fit.centroids.shape[1]), np.float32)
     born, events = [], []
     for i, cid in enumerate(lineage.ids):

@@ -115,6 +115,18 @@ def choose_mode(settings: Settings, state: dict[str, Any], n_tickets: int, full:
     return INCREMENTAL, f"{since} runs and {n_tickets - base} tickets since the last full run"
 
 
+def runs_since_rebase(latest: list[dict[str, Any]], rebase_run: str | None) -> list[str]:
+    """The incremental runs that succeeded since the last full one (``latest`` is newest first);
+    none when that full run is not among ``latest`` (older labels could not be told apart)."""
+    out = []
+    for r in latest:
+        if r["run_id"] == rebase_run:
+            return out
+        if r.get("mode") == INCREMENTAL and r.get("status") == "succeeded":
+            out.append(r["run_id"])
+    return []
+
+
 def in_live_catalogue(store: VectorStore, state: dict[str, Any], edits: list[dict[str, Any]]) -> list[str]:
     """The ids of ``edits`` whose effect is in the live run's catalogue and labels: those the live
     run replayed or caught up (its ``edits_seen``) and those applied to it since (``applied_to``).
@@ -151,7 +163,9 @@ def prepare(
         lease.check()
         claimed = claim(store, run_id)
         abandon_stale_runs(store, run_id)
-        failed_runs = [r["run_id"] for r in store.list_runs(limit=20) if r.get("status") == "failed"]
+        latest = store.list_runs(limit=max(20, settings.rebase_every_runs + 1))
+        failed_runs = [r["run_id"] for r in latest if r.get("status") == "failed"]
+        recent_runs = runs_since_rebase(latest, claimed.get("rebase_run"))
     live_slot: str | None = claimed.get("slot")
     mode, why = choose_mode(settings, claimed, store.count(), full)
     record: dict[str, Any] = {
@@ -222,7 +236,16 @@ def prepare(
             else:
                 scale = OutlierScale.from_dict(claimed["outlier_scale"])
                 plan = build_incremental_plan(
-                    sample, fit, matched.lineage, previous, scale, edits, tolerance, margin, **common
+                    sample,
+                    fit,
+                    matched.lineage,
+                    previous,
+                    scale,
+                    edits,
+                    tolerance,
+                    margin,
+                    recent_runs=recent_runs,
+                    **common,
                 )
                 rows = assign(sample.vectors, sample.ids, sample.prev_labels, sample.prev_labels >= 0, plan)
                 plan.sample_labels = {

@@ -29,6 +29,7 @@ class Sample:
     texts: list[str]
     prev_labels: np.ndarray
     not_outlier: np.ndarray
+    label_runs: list[str | None] | None = None  # the run that wrote each live label (None if none)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -48,7 +49,8 @@ def read_sample(store: VectorStore, size: int, live_slot: str | None, seed: int,
     """
     key = slot_field(live_slot, "cluster_id") if live_slot else None
     by = slot_field(live_slot, "assigned_by") if live_slot else None
-    fields = ["ticket_id", "text", NOT_OUTLIER, *([key, by] if key and by else [])]
+    run = slot_field(live_slot, "label_run") if live_slot else None
+    fields = ["ticket_id", "text", NOT_OUTLIER, *([key, by, run] if key and by and run else [])]
     start = sample_start(seed)
     ids: list[str] = []
     blocks: list[np.ndarray] = []
@@ -63,11 +65,12 @@ def read_sample(store: VectorStore, size: int, live_slot: str | None, seed: int,
                 break
         if len(ids) >= size:
             break
-    prev = []
+    prev, runs = [], []
     for p in payloads:
         value = p.get(key) if key else None
         known = isinstance(value, int) and not isinstance(value, bool) and p.get(by) == RECLUSTER
         prev.append(int(value) if known else -1)
+        runs.append(str(p.get(run)) if known and run and p.get(run) else None)
     return Sample(
         ids=ids,
         vectors=np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32),
@@ -75,4 +78,5 @@ def read_sample(store: VectorStore, size: int, live_slot: str | None, seed: int,
         texts=[str(p.get("text", "")) for p in payloads],
         prev_labels=np.asarray(prev, dtype=np.int64),
         not_outlier=np.asarray([p.get(NOT_OUTLIER) == "no" for p in payloads], dtype=bool),
+        label_runs=runs,
     )

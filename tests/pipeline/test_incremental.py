@@ -212,3 +212,19 @@ def test_a_copy_cut_short_is_finished_by_the_next_run(labelled, inc_settings) ->
     assert nxt["synced"] > 0 and nxt["status"] == "succeeded"
     assert {view(store, t.id)["cluster_id"] for t in fresh} == born
     _every_label_is_live(store)
+
+
+def test_a_topic_that_grows_over_several_runs_is_born_once_big_enough(labelled, inc_settings) -> None:
+    store, namer, _, _ = labelled
+    fresh, vectors, _ = topic_data(1, 30, seed=5, prefix="slow", start=6)
+    runs = []
+    for lo in range(0, 30, 10):  # 10 tickets per run: below min_cluster_size (20) until the third
+        _ingest(store, fresh[lo : lo + 10], vectors[lo : lo + 10])
+        runs.append(recluster(store, inc_settings, namer=namer))
+    assert all(r["mode"] == INCREMENTAL and r["status"] == "succeeded" for r in runs)
+    assert runs[0]["born"] == 0  # ten tickets are no cluster yet: labelled into the nearest live one
+    # by the third run two thirds of the topic's tickets carry an incremental run's label: they are
+    # still new since the last full run, so the topic is born rather than waiting for the rebase
+    born = [e["cluster_id"] for r in runs for e in r["events"] if e["event"] == "born"]
+    assert len(born) == 1, [r["born"] for r in runs]
+    assert sum(view(store, t.id)["cluster_id"] == born[0] for t in fresh) >= 27
