@@ -130,10 +130,15 @@ def runs_since_rebase(latest: list[dict[str, Any]], rebase_run: str | None) -> l
 def in_live_catalogue(store: VectorStore, state: dict[str, Any], edits: list[dict[str, Any]]) -> list[str]:
     """The ids of ``edits`` whose effect is in the live run's catalogue and labels: those the live
     run replayed or caught up (its ``edits_seen``) and those applied to it since (``applied_to``).
-    An edit stored but not yet applied (or whose process died applying it) is not among them."""
+    An edit stored but not yet applied (or whose process died applying it) is not among them, nor
+    is one applied to a live run whose after-switch stage did not finish."""
     live = state.get("current_run")
-    done = set((store.get_run(live) or {}).get("edits_seen", [])) if live else set()
-    return [e["edit_id"] for e in edits if e["edit_id"] in done or e.get("applied_to") == live]
+    record = (store.get_run(live) or {}) if live else {}
+    done = set(record.get("edits_seen", []))
+    # applied_to the live run counts only once its after-switch stage finished: an edit applied
+    # while its copy between the slots ran may have had its hidden-slot labels overwritten
+    trusted = bool(record.get("after_switch_done"))
+    return [e["edit_id"] for e in edits if e["edit_id"] in done or (trusted and e.get("applied_to") == live)]
 
 
 def nothing_changed(store: VectorStore, state: dict[str, Any], failed_runs: Sequence[str]) -> bool:
@@ -388,6 +393,7 @@ def finish(
             store.prune_map(keep_run_id=plan.run_id)
             store.prune_records("run", settings.keep_runs)
             store.prune_records(ALERT_KIND, settings.keep_alerts)
+            record["after_switch_done"] = True
         except Exception as exc:  # switched already: the next run repairs the rest
             log.exception("after-switch repair failed")
             record["after_switch_error"] = f"{type(exc).__name__}: {exc}"

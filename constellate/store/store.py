@@ -29,6 +29,7 @@ _STATE_ID = str(uuid.uuid5(_META_NAMESPACE, "state"))
 _RUN_DIM = 1  # runs, state and map points carry no meaningful vector; Qdrant needs one anyway
 _ONE = np.ones((1, _RUN_DIM), dtype=np.float32)
 TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
+MAX_HITS = 262_144  # ids per exact search answer (a server's response stays a few MB)
 _GUESSED = {f"{slot}_assigned_by": "ingest" for slot in ("a", "b")}  # see constellate.labels
 
 
@@ -181,18 +182,30 @@ class QdrantStore:
         return self.tickets.query(vector, limit, filter)
 
     def near_ids(
-        self, vector: np.ndarray, score_threshold: float, filter: Filter | None = None, page: int = 10_000
+        self,
+        vector: np.ndarray,
+        score_threshold: float,
+        filter: Filter | None = None,
+        page: int = 10_000,
+        max_hits: int = MAX_HITS,
     ) -> list[tuple[str, float]]:
         """Every ticket whose cosine similarity to ``vector`` is at least ``score_threshold`` (an
         exact search): point ids and scores, best first. Each search scans every ticket, so a full
         answer asks again for eight times as many rather than for the next page (3 scans, not 10,
         for 100k hits)."""
         limit = page
-        while True:
-            hits = self.tickets.query_ids(vector, limit, filter, score_threshold)
-            if len(hits) < limit:
-                return hits
-            limit *= 8
+        while True:  # ask again for 8x as many, up to max_hits
+            out = self.tickets.query_ids(vector, limit, filter, score_threshold)
+            if len(out) < limit:
+                return out
+            if limit >= max_hits:
+                break
+            limit = min(limit * 8, max_hits)
+        while True:  # beyond that, by offset (a server answers in bounded responses)
+            more = self.tickets.query_ids(vector, max_hits, filter, score_threshold, offset=len(out))
+            out.extend(more)
+            if len(more) < max_hits:
+                return out
 
     def scroll_tickets(
         self,

@@ -37,20 +37,24 @@ def live(tmp_path, hash_embedder):
 
 
 class _Wrapped:
-    """The store, with a hook on one method."""
+    """The store, with hooks on some of its methods (called before the method, or ``after`` it)."""
 
-    def __init__(self, store, name, hook) -> None:
-        self._store, self._name, self._hook, self.fired = store, name, hook, 0
+    def __init__(self, store, name, hook, after: bool = False, **more) -> None:
+        self._store, self._hooks, self.fired = store, {name: (hook, after), **more}, 0
 
     def __getattr__(self, name):
         method = getattr(self._store, name)
-        if name != self._name:
+        if name not in self._hooks:
             return method
+        hook, after = self._hooks[name]
 
         def hooked(*args, **kwargs):
-            if self._hook(*args, **kwargs):
+            if not after and hook(*args, **kwargs):
                 self.fired += 1
-            return method(*args, **kwargs)
+            result = method(*args, **kwargs)
+            if after and hook(*args, **kwargs):
+                self.fired += 1
+            return result
 
         return hooked
 
@@ -79,13 +83,13 @@ def test_an_edit_applied_after_the_run_read_the_catalogue_is_in_force(live) -> N
     }
     store.save_record(EDIT_KIND, edit["edit_id"], edit)  # stored; its process has not applied it yet
 
-    def apply_late(run_id, *args, with_vector=False, **kwargs) -> bool:  # just after the run read it
+    def apply_late(run_id, *args, with_vector=False, **kwargs) -> bool:  # once the run has read it
         if with_vector and not wrapped.fired:
             mark_applied(store, edit, apply_to_live(store, dict(edit)))
             return True
         return False
 
-    wrapped = _Wrapped(store, "list_clusters", apply_late)
+    wrapped = _Wrapped(store, "list_clusters", apply_late, after=True)
     run = recluster(wrapped, settings, namer=namer)
     assert run["mode"] == "incremental" and run["status"] == "succeeded" and wrapped.fired
     assert run["late_edits"] >= 1  # applied again after the switch: the kept catalogue lacked it
@@ -148,3 +152,32 @@ def test_edits_late_for_a_run_that_died_after_its_switch_are_applied_by_the_next
     again = recluster(store, settings, namer=namer)
     assert again["mode"] == "incremental" and again["late_edits"] >= 1
     assert view(store, tickets[0].id)["cluster_name"] == "Refund requests"
+
+
+def test_a_merge_during_the_copy_of_a_run_that_died_there_is_applied_by_the_next(live) -> None:
+    store, settings, namer, tickets, home, fresh = live
+    into, source = home[0], home[1]
+    old_live = store.get_state()["slot"]
+    listings = []
+
+    def merge_now(ids, payload) -> bool:  # the API merges while the copy into the old slot runs
+        if not wrapped.fired and any(k.startswith(old_live + "_") for k in payload):
+            merge_clusters(store, into, source)  # applied to the live run: applied_to is set
+            return True
+        return False
+
+    def die_after_the_copy(kind, *args, **kwargs) -> bool:
+        if kind == EDIT_KIND:
+            listings.append(kind)
+            if len(listings) == 3:  # the run's listing, its catch-up, then the one after the copy
+                raise RuntimeError("killed after the copy")
+        return False
+
+    wrapped = _Wrapped(store, "set_payload_ids", merge_now, list_records=(die_after_the_copy, False))
+    run = recluster(wrapped, settings, namer=namer)
+    assert run["status"] == "succeeded" and wrapped.fired and "killed" in run["after_switch_error"]
+    assert not run.get("after_switch_done")
+    touch(store, tickets[-1])
+    again = recluster(store, settings, namer=namer)  # switches to the slot the copy wrote
+    assert again["mode"] == "incremental" and again["late_edits"] >= 1
+    _merged(store, home, fresh, into, source)

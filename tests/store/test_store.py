@@ -127,8 +127,10 @@ def test_near_ids_finds_every_point_above_the_threshold(store) -> None:
     sims = vectors @ query
     flt = Filter(must=(Match("a_assigned_by", "recluster"),))
     expected = {ids[i] for i in range(150) if sims[i] >= 0.2}
-    found = store.near_ids(query, 0.2, flt, page=16)  # paged: more hits than one page
+    found = store.near_ids(query, 0.2, flt, page=4)  # more hits than the first answer: asked again
     assert len(expected) > 16 and {pid for pid, _ in found} == expected
+    paged = store.near_ids(query, 0.2, flt, page=2, max_hits=5)  # and beyond max_hits, by offset
+    assert [pid for pid, _ in paged] == [pid for pid, _ in found]
     scores = [score for _, score in found]
     assert scores == sorted(scores, reverse=True) and min(scores) >= 0.2 - 1e-6
 
