@@ -24,12 +24,15 @@ def recluster() -> Any:
 
 @bp.get("/runs")
 def list_runs() -> Any:
-    """Run records, newest first."""
+    """Run records, newest first (each edit id a run accounted for is in ``GET /runs/<id>``; the list
+    says how many)."""
     query = parse_query(LimitQuery)
     store = services().store
-    return jsonify(
-        {"current_run": store.get_state().get("current_run"), "runs": store.list_runs(limit=query.limit)}
-    )
+    runs = [
+        {**{k: v for k, v in r.items() if k != "edits_seen"}, "n_edits_seen": len(r.get("edits_seen", []))}
+        for r in store.list_runs(limit=query.limit)
+    ]
+    return jsonify({"current_run": store.get_state().get("current_run"), "runs": runs})
 
 
 @bp.get("/runs/<run_id>")
