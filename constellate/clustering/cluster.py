@@ -41,9 +41,7 @@ class HDBSCANClusterer:
         from sklearn.cluster import HDBSCAN
 
         n = points.shape[0]
-        mcs = self.min_cluster_size or default_min_cluster_size(n)
-        mcs = max(2, min(mcs, n))
-        self._used = mcs
+        mcs = self._used = resolved_min_size(self.min_cluster_size, n)
         model = HDBSCAN(min_cluster_size=mcs, min_samples=min(self.min_samples, mcs), copy=True)
         return model.fit_predict(points).astype(np.int64)
 
@@ -116,6 +114,11 @@ class DBSCANClusterer:
 
     def params(self) -> dict[str, object]:
         return {"eps": self._eps, "min_samples": self.min_samples}
+
+
+def resolved_min_size(min_cluster_size: int | None, n: int) -> int:
+    """The ``min_cluster_size`` used for ``n`` points: as given, else √n/2, within 2..n."""
+    return max(2, min(min_cluster_size or default_min_cluster_size(n), n))
 
 
 def evoc_embedding(
@@ -211,9 +214,7 @@ class EVoCClusterer:
         import numba
 
         n = points.shape[0]
-        mcs = self.min_cluster_size or default_min_cluster_size(n)
-        mcs = max(2, min(mcs, n))
-        self._used = mcs
+        mcs = self._used = resolved_min_size(self.min_cluster_size, n)
         if n <= self.n_neighbors + 1:  # too few for a kNN graph worth embedding: HDBSCAN on the vectors
             return HDBSCANClusterer(mcs, self.min_samples).fit_predict(points)
         embedding = evoc_embedding(

@@ -38,7 +38,7 @@ from constellate.pipeline.switch import abandon_stale_runs, after_switch, catch_
 from constellate.pipeline.timing import Progress, Stages
 from constellate.pipeline.topics import fit_topics, keep_topics, topic_view
 from constellate.run_lock import Lease, NoLease
-from constellate.store.base import VectorStore
+from constellate.store.base import Record, VectorStore
 from constellate.tickets import utc_now_precise
 
 log = logging.getLogger(__name__)
@@ -260,42 +260,9 @@ def prepare(
             live_topics = store.list_clusters(claimed.get("current_run"), with_vector=True, level="topic")
             topics_stage = fit_topics if mode == FULL else keep_topics
             topics_stage(plan, sample, previous, live_topics, edits, lambda n: reserve_ids(store, n))
-        previous_entries = {int(r.payload["cluster_id"]): r.payload for r in previous}
         named = plan.born if mode == INCREMENTAL else None
         with stages.stage("name", f"naming {len(plan.cluster_ids if named is None else named)} clusters"):
-            fresh = name_clusters(
-                plan,
-                sample,
-                previous_entries,
-                matched.effect.renames,
-                namer,
-                settings.name_keywords,
-                settings.name_drift,
-                settings.exemplars,
-                settings.seed,
-                rows=named,
-                taken={str(r.payload.get("name", "")) for r in live_topics} if named is not None else None,
-            )
-            plan.catalogue = fresh if named is None else keep_entries(plan, previous_entries, fresh)
-            topics = topic_view(plan)
-            previous_topics = {int(r.payload["cluster_id"]): r.payload for r in live_topics}
-            kept = mode == INCREMENTAL and plan.had_topics
-            plan.topic_catalogue = (
-                keep_entries(topics, previous_topics, [])
-                if kept
-                else name_clusters(
-                    topics,
-                    sample,
-                    previous_topics,
-                    matched.effect.renames,
-                    namer,
-                    settings.name_keywords,
-                    settings.name_drift,
-                    settings.exemplars,
-                    settings.seed,
-                    taken={str(e["name"]) for e in plan.catalogue},
-                )
-            )
+            name_levels(plan, sample, previous, live_topics, matched.effect.renames, namer, settings, named)
         with stages.stage("map", "laying out the map sample"):
             map_rows = _map(store, plan, sample, settings)
         record.update(
@@ -314,6 +281,50 @@ def prepare(
     except BaseException as exc:
         fail(store, record, exc, stages)
         raise
+
+
+def name_levels(
+    plan: Plan,
+    sample: Sample,
+    previous: list[Record],
+    live_topics: list[Record],
+    renames: dict[int, tuple[str, bool]],
+    namer: Namer | None,
+    settings: Settings,
+    named: list[int] | None,
+) -> None:
+    """The plan's catalogue at both levels: clusters named (all of them, or only the ``named``
+    born ones of an incremental run, apart from the live topics' names), then topics named apart
+    from the clusters (an incremental run keeps the live topics' entries)."""
+
+    def name(view: Plan, entries: dict[int, dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
+        return name_clusters(
+            view,
+            sample,
+            entries,
+            renames,
+            namer,
+            settings.name_keywords,
+            settings.name_drift,
+            settings.exemplars,
+            settings.seed,
+            **kw,
+        )
+
+    previous_entries = {int(r.payload["cluster_id"]): r.payload for r in previous}
+    if named is None:
+        plan.catalogue = name(plan, previous_entries)
+    else:
+        taken = {str(r.payload.get("name", "")) for r in live_topics}
+        plan.catalogue = keep_entries(
+            plan, previous_entries, name(plan, previous_entries, rows=named, taken=taken)
+        )
+    topics = topic_view(plan)
+    previous_topics = {int(r.payload["cluster_id"]): r.payload for r in live_topics}
+    if named is not None and plan.had_topics:
+        plan.topic_catalogue = keep_entries(topics, previous_topics, [])
+    else:
+        plan.topic_catalogue = name(topics, previous_topics, taken={str(e["name"]) for e in plan.catalogue})
 
 
 def finish(
