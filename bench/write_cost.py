@@ -1,0 +1,80 @@
+"""What one label write costs in qdrant-edge: first write vs rewrite, label fields indexed or not.
+
+    .venv/bin/python -m bench.write_cost [N] [DIR]
+
+Fills a shard on disk (under DIR, default the system temp dir) with N random points carrying a
+ticket's text, optimises it, then writes label payloads in groups of 4,096 ids as a run does:
+both slots for the first time, one slot again, one field again. Run once with the label fields
+indexed (as the store creates them) and once without. Figures in docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from constellate.store.base import TICKET_INDEXES
+from constellate.store.edge import EdgeCollection
+
+TEXT = "I was charged twice for my card payment yesterday, please help"
+GROUP = 4096
+
+
+def labels(slot: str, run: str) -> dict[str, Any]:
+    """One slot's label fields as a run writes them."""
+    return {
+        f"{slot}_cluster_id": 7,
+        f"{slot}_is_outlier": False,
+        f"{slot}_outlier_score": 0.42,
+        f"{slot}_assigned_by": "recluster",
+        f"{slot}_label_run": run,
+    }
+
+
+def filled(path: Path, n: int, indexes: dict[str, str]) -> tuple[EdgeCollection, list[str]]:
+    """An optimised shard of ``n`` random points with ticket payloads."""
+    rng = np.random.default_rng(0)
+    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"x{i}")) for i in range(n)]
+    shard = EdgeCollection(path)
+    shard.create(384, indexes)
+    for lo in range(0, n, 5000):
+        hi = min(n, lo + 5000)
+        vectors = rng.normal(size=(hi - lo, 384)).astype(np.float32)
+        shard.upsert(ids[lo:hi], vectors, [{"ticket_id": f"x{i}", "text": TEXT} for i in range(lo, hi)])
+    shard.optimize()
+    return shard, sorted(ids)
+
+
+def per_point_us(shard: EdgeCollection, ids: list[str], payload: Callable[[], dict[str, Any]]) -> float:
+    """Microseconds per point to write ``payload`` on every point, in groups."""
+    started = time.perf_counter()
+    for lo in range(0, len(ids), GROUP):
+        shard.set_payload(ids[lo : lo + GROUP], payload())
+    return (time.perf_counter() - started) / len(ids) * 1e6
+
+
+def main(n: int, where: str | None) -> None:
+    unindexed = {k: v for k, v in TICKET_INDEXES.items() if not k.startswith(("a_", "b_"))}
+    for name, indexes in (("label fields indexed", TICKET_INDEXES), ("label fields unindexed", unindexed)):
+        with tempfile.TemporaryDirectory(dir=where) as tmp:
+            shard, ids = filled(Path(tmp), n, indexes)
+            first = per_point_us(shard, ids, lambda: {**labels("a", "r1"), **labels("b", "r1")})
+            again = per_point_us(shard, ids, lambda: labels("a", "r2"))
+            field = per_point_us(shard, ids, lambda: {"a_label_run": "r3"})
+            shard.close()
+            print(
+                f"{name}: first write of both slots {first:.1f} us/point, "
+                f"one slot again {again:.1f}, one field again {field:.1f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000, sys.argv[2] if len(sys.argv) > 2 else None)
