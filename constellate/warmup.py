@@ -13,10 +13,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from constellate.clustering.reduce import SMALL_DATA
+
+if TYPE_CHECKING:
+    from constellate.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +57,32 @@ def enable_kernel_cache() -> None:
                         log.debug("numba cannot cache %s: %s", getattr(obj, "__name__", obj), exc)
 
 
-def warm_up(fit_sample: int = SMALL_DATA + 400, seed: int = 0, algorithm: str = "hdbscan") -> float:
-    """Compile the clustering and map kernels on synthetic data; returns the seconds it took.
+UMAP, EVOC = "umap", "evoc"  # kernel families: umap-learn/pynndescent (fit and map), EVoC/fast_hdbscan
+
+
+def kernels_for(settings: Settings) -> frozenset[str]:
+    """The kernel families a worker with these settings will run: those of the clustering stages
+    the resolver picks for a full fit sample, and UMAP when the map is big enough to use it."""
+    from constellate.clustering import build_cluster_model
+    from constellate.mapping import UMAP_MIN_POINTS
+
+    model = build_cluster_model(settings, settings.fit_sample_size)
+    kinds = {UMAP} if model.reducer.name == "umap" or settings.map_points >= UMAP_MIN_POINTS else set()
+    if model.clusterer.name == "evoc":
+        kinds.add(EVOC)
+    return frozenset(kinds)
+
+
+def warm_up(
+    kernels: Collection[str] = (UMAP, EVOC), fit_sample: int = SMALL_DATA + 400, seed: int = 0
+) -> float:
+    """Compile (or load from numba's cache) the given kernel families on synthetic data; returns
+    the seconds it took.
 
     Both UMAP paths are exercised: the exact one (below ``SMALL_DATA`` points, the map and small
-    stores) and nearest-neighbour descent (pynndescent's kernels, what a run's 20k sample uses —
-    a warm-up on 600 points left a 100k store's first run 52 s slower than its second).
+    stores) and nearest-neighbour descent (pynndescent's kernels, what a run's 20k sample and a
+    5,000-point map use — a warm-up on 600 points left a 100k store's first run 52 s slower than its
+    second).
     """
     from constellate.clustering import EVoCClusterer, HDBSCANClusterer, UMAPReducer
     from constellate.embedding import normalize
@@ -67,23 +92,40 @@ def warm_up(fit_sample: int = SMALL_DATA + 400, seed: int = 0, algorithm: str = 
     rng = np.random.default_rng(seed)
     centres = normalize(rng.normal(size=(8, 32)))
     x = normalize(centres[rng.integers(8, size=fit_sample)] + rng.normal(scale=0.1, size=(fit_sample, 32)))
-    for size in (600, fit_sample):
-        HDBSCANClusterer().fit_predict(UMAPReducer(seed=seed).fit_transform(x[:size].astype(np.float32)))
-    if algorithm == "evoc":  # its own kernels: 268 s to compile from an empty cache (docs/backends.md)
-        EVoCClusterer(seed=seed).fit_predict(x.astype(np.float32))
-    map_layout(x.astype(np.float32), 300, seed)
+    x = x.astype(np.float32)
+    if UMAP in kernels:
+        for size in (600, fit_sample):
+            HDBSCANClusterer().fit_predict(UMAPReducer(seed=seed).fit_transform(x[:size]))
+        map_layout(x, 300, seed)
+    if EVOC in kernels:  # 266 s to compile from an empty cache here (docs/backends.md)
+        EVoCClusterer(seed=seed).fit_predict(x)
     return time.perf_counter() - started
 
 
-def warm_up_in_background(algorithm: str = "hdbscan") -> threading.Thread:
-    """Start :func:`warm_up` in a daemon thread (a run that starts meanwhile waits on numba's lock)."""
+def warm_up_in_background(settings: Settings) -> threading.Thread:
+    """Start :func:`warm_up` of :func:`kernels_for` ``settings`` in a daemon thread (a run that
+    starts meanwhile waits on numba's lock)."""
+    kernels = kernels_for(settings)
 
     def work() -> None:
         try:
-            log.info("numba kernels warm in %.1f s", warm_up(algorithm=algorithm))
+            log.info("numba kernels %s warm in %.1f s", sorted(kernels), warm_up(kernels))
         except Exception:  # warming is an optimisation: a failure only costs the first run time
             log.exception("warming the clustering kernels failed")
 
     thread = threading.Thread(target=work, name="warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def main() -> None:
+    """``python -m constellate.warmup``: compile every kernel family into numba's on-disk cache once
+    (the install step and the image run it)."""
+    import sys
+
+    enable_kernel_cache()
+    print(f"clustering kernels compiled and cached in {warm_up():.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,4 +21,4 @@ app = make_celery(settings, redis_url(settings))
 
 @worker_ready.connect
 def _warm_up(**_: object) -> None:
-    warm_up_in_background(settings.algorithm)
+    warm_up_in_background(settings)
