@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(10_000, ge=1, description="Longer ticket texts are refused.")
 
     # -- reclustering ---------------------------------------------------------------------------
-    algorithm: Literal["hdbscan", "kmeans", "minibatch_kmeans", "dbscan", "evoc"] = "hdbscan"
+    algorithm: Literal["hdbscan", "kmeans", "minibatch_kmeans", "dbscan", "evoc"] = "evoc"
     reduction: Literal["auto", "none", "pca", "umap"] = "auto"
     fit_sample_size: int = Field(20_000, ge=100, description="Cluster on at most this many; assign the rest.")
     umap_min_points: int = Field(500, ge=10, description="Below this fit size, auto reduction uses PCA.")

@@ -43,16 +43,20 @@ __all__ = [
 def build_cluster_model(settings: Settings, n: int) -> ClusterModel:
     """Pick the stages for a fit sample of ``n`` tickets.
 
-    Default (``algorithm=hdbscan``, ``reduction=auto``): UMAP-10 (PCA-50 below ``umap_min_points``),
-    HDBSCAN with ``min_cluster_size`` = √n/2. ``algorithm=evoc``: the same HDBSCAN on EVoC's node
-    embedding of the raw vectors (no separate reduction; docs/backends.md). KMeans and MiniBatchKMeans
-    with a given k, and DBSCAN, cluster the raw vectors unless told otherwise.
+    Default (``algorithm=evoc``, ``reduction=auto``): HDBSCAN with ``min_cluster_size`` = √n/2 on
+    EVoC's node embedding of the raw vectors (docs/backends.md). ``algorithm=hdbscan``: the same
+    HDBSCAN on UMAP-10. Below ``umap_min_points`` both use PCA-50 + HDBSCAN (no numba kernels for a
+    small sample). KMeans and MiniBatchKMeans with a given k, and DBSCAN, cluster the raw vectors
+    unless told otherwise.
     """
     fit_size = min(n, settings.fit_sample_size)
+    algorithm = settings.algorithm
+    if algorithm == "evoc" and settings.reduction == "auto" and fit_size < settings.umap_min_points:
+        algorithm = "hdbscan"  # a small sample: PCA-50 + HDBSCAN, as below
     clusterer: Clusterer
-    if settings.algorithm == "hdbscan":
+    if algorithm == "hdbscan":
         clusterer = HDBSCANClusterer(settings.min_cluster_size)
-    elif settings.algorithm == "evoc":
+    elif algorithm == "evoc":
         clusterer = EVoCClusterer(settings.min_cluster_size, seed=settings.seed)
     elif settings.algorithm in ("kmeans", "minibatch_kmeans"):
         clusterer = KMeansClusterer(
@@ -63,7 +67,7 @@ def build_cluster_model(settings: Settings, n: int) -> ClusterModel:
 
     reduction = settings.reduction
     if reduction == "auto":
-        density_driven = settings.algorithm == "hdbscan" or (
+        density_driven = algorithm == "hdbscan" or (
             settings.algorithm in ("kmeans", "minibatch_kmeans") and settings.n_clusters is None
         )
         if not density_driven:

@@ -111,7 +111,11 @@ def test_resolver_picks_stages_by_size_and_setting() -> None:
     small = build_cluster_model(Settings(), 300)
     big = build_cluster_model(Settings(), 50_000)
     assert (small.reducer.name, small.clusterer.name) == ("pca", "hdbscan")
-    assert (big.reducer.name, big.clusterer.name) == ("umap", "hdbscan")
+    assert (big.reducer.name, big.clusterer.name) == ("none", "evoc")
+    umap = build_cluster_model(Settings(algorithm="hdbscan"), 50_000)
+    assert (umap.reducer.name, umap.clusterer.name) == ("umap", "hdbscan")
+    small_umap = build_cluster_model(Settings(algorithm="hdbscan"), 300)
+    assert (small_umap.reducer.name, small_umap.clusterer.name) == ("pca", "hdbscan")
     assert build_cluster_model(Settings(algorithm="kmeans", n_clusters=5), 1000).reducer.name == "none"
     assert build_cluster_model(Settings(algorithm="dbscan"), 1000).clusterer.name == "dbscan"
     evoc = build_cluster_model(Settings(algorithm="evoc"), 50_000)
