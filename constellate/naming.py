@@ -376,10 +376,16 @@ def ctfidf_candidates(docs: Sequence[str], top: int = 20) -> list[list[str]]:
     scores = tf.multiply(idf).tocsr()
     out = []
     for row in range(scores.shape[0]):
-        data = scores.getrow(row)
-        ranked = (str(terms[data.indices[i]]) for i in np.argsort(-data.data))
-        # "card card" or "refund refund" say nothing more than "card": skip n-grams repeating a word.
-        out.append([t for t in ranked if len(set(t.split())) == len(t.split())][:top])
+        start, end = scores.indptr[row], scores.indptr[row + 1]
+        picked: list[str] = []
+        for i in scores.indices[start:end][np.argsort(-scores.data[start:end])]:
+            term = str(terms[i])
+            words = term.split()
+            if len(set(words)) == len(words):  # "card card" says nothing more than "card"
+                picked.append(term)
+                if len(picked) == top:
+                    break
+        out.append(picked)
     return out
 
 
