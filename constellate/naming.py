@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-from constellate.embedding import Embedder
+from constellate.embedding import Embedder, embed_short
 
 # Greetings and politeness: never a topic, never the edge of a name.
 _POLITE = frozenset(
@@ -218,7 +218,7 @@ class KeyBERTNamer:
         (keywords and phrases share many; unchanged clusters ask for the same ones again)."""
         with self._lock:
             missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        fresh = self.embedder.embed(missing) if missing else np.zeros((0, 0), dtype=np.float32)
+        fresh = embed_short(self.embedder, missing) if missing else np.zeros((0, 0), dtype=np.float32)
         with self._lock:
             self._vectors.update(zip(missing, fresh, strict=True))
             found = [self._vectors.get(t) for t in texts]
