@@ -141,9 +141,19 @@ def bench_recluster(sizes: Sequence[int], base: np.ndarray, texts: Sequence[str]
 
 
 def bench_bertopic(
-    vectors: np.ndarray, texts: Sequence[str], labels: Sequence[str], say: Say
+    vectors: np.ndarray,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    say: Say,
+    cache_dir: Path,
+    backend: str = "onnx",
 ) -> dict[str, Any] | None:
-    """BERTopic 0.17 defaults vs constellate's pipeline on the same embeddings (gold labels scored)."""
+    """BERTopic 0.17 defaults vs constellate's clustering stage on the same embeddings, both warm.
+
+    Ours is the stage with naming, in memory (:func:`constellate.quick.cluster_texts`, the service's
+    stages): fit on the sample, labels for all, keywords and names for both levels, from a namer
+    with an empty vector cache (a first run). The store read and write-back are the recluster
+    sections' figures. Both sides are scored against the gold labels."""
     try:
         from bertopic import BERTopic
     except ImportError:
@@ -152,30 +162,27 @@ def bench_bertopic(
     from constellate.clustering import UMAPReducer
     from constellate.evaluate import external_metrics
     from constellate.naming import KeyBERTNamer
-    from constellate.pipeline import recluster
-    from constellate.store import edge_store
+    from constellate.quick import cluster_texts
+    from constellate.warmup import warm_up
 
+    settings = Settings()
+    embedder = load_embedder(backend=backend, cache_dir=cache_dir)
+    embedder.embed(["warm up the encoder"] * 8)
     UMAPReducer().fit_transform(vectors[:5000])  # compile numba's kernels first: neither side pays it
+    warm_up(algorithm=settings.algorithm)  # and the chosen clusterer's (EVoC's own kernels)
     (topics, _), bt_s = timed(lambda: BERTopic().fit_transform(list(texts), embeddings=vectors))
     bt = external_metrics(labels, topics)
-    with tempfile.TemporaryDirectory() as tmp:
-        fill_store(Path(tmp), vectors, texts, np.arange(len(texts)))
-        settings = Settings(data_dir=Path(tmp))
-        store = edge_store(settings)
-        try:
-            namer = KeyBERTNamer(load_embedder())
-            _, ours_s = timed(lambda: recluster(store, settings, namer=namer))
-            slot = store.get_state()["slot"]
-            predicted = {}
-            for page in store.iter_vectors(fields=["ticket_id", f"{slot}_cluster_id"]):
-                for payload in page.payloads:
-                    predicted[payload["ticket_id"]] = payload[f"{slot}_cluster_id"]
-        finally:
-            store.close()
-    ours = external_metrics(labels, [predicted[f"x{i}"] for i in range(len(texts))])
+
+    def stage() -> list[int]:
+        namer = KeyBERTNamer(embedder, top_n=settings.name_keywords)
+        return cluster_texts(texts, settings, embedder, namer, vectors=vectors).cluster_ids
+
+    predicted, ours_s = timed(stage)
+    ours = external_metrics(labels, predicted)
     out = {
         "time_ratio": round(ours_s / bt_s, 3),
         "seconds": round(ours_s, 2),
+        "measures": "clustering stage with naming, in memory (fit, labels for all, names)",
         "bertopic_seconds": round(bt_s, 2),
         "v_measure": ours["v_measure"],
         "ari": ours["ari"],
@@ -184,8 +191,9 @@ def bench_bertopic(
         "bertopic_topics": len(set(topics)),
     }
     say(
-        f"bertopic: ours {ours_s:.1f} s V {ours['v_measure']} ARI {ours['ari']} vs BERTopic {bt_s:.1f} s "
-        f"V {bt['v_measure']} ARI {bt['ari']} -> time ratio {out['time_ratio']} (target <= 0.33, better V and ARI)"
+        f"bertopic: our clustering stage with naming {ours_s:.1f} s V {ours['v_measure']} ARI {ours['ari']} "
+        f"vs BERTopic {bt_s:.1f} s V {bt['v_measure']} ARI {bt['ari']} -> time ratio {out['time_ratio']} "
+        "(target <= 0.33, better V and ARI)"
     )
     return out
 
@@ -255,7 +263,9 @@ def run_bench(mode: str, say: Say, cache_dir: Path) -> dict[str, Any]:
     base = load_embedder().embed(texts if mode != "smoke" else texts[:1000])
     results["recluster"] = bench_recluster(sizes["recluster"], base, texts, say)
     if sizes["bertopic"]:
-        bt = bench_bertopic(base, texts, [i.label for i in items], say)
+        bt = bench_bertopic(
+            base, texts, [i.label for i in items], say, cache_dir, results["encoder"]["backend"]
+        )
         if bt is not None:
             results["bertopic"] = bt
     results["search"] = bench_search(

@@ -180,3 +180,32 @@ def test_onnx_sessions_get_those_options_and_agree(real_embedder: Embedder, tmp_
     alone = np.stack([onnx.embed([t])[0] for t in texts])  # the one-thread session
     np.testing.assert_allclose(alone, together, atol=1e-5)
     np.testing.assert_allclose(together, real_embedder.embed(texts), atol=2e-3)
+
+
+def test_short_texts_are_embedded_in_the_batches_asked_for(real_embedder: Embedder, tmp_path) -> None:
+    """Names' candidates go to the encoder 256 at a time; the vectors are the same as in batches of 64."""
+    from constellate.embedding import SHORT_BATCH, embed_short
+
+    onnx = load_embedder(backend="onnx", cache_dir=tmp_path / "m")
+    texts = [f"card declined {i}" if i % 2 else f"refund {i} not received" for i in range(300)]
+    calls: list[int] = []
+    session = onnx.session
+
+    class Counting:
+        def run(self, outputs, feeds):
+            calls.append(len(feeds["input_ids"]))
+            return session.run(outputs, feeds)
+
+    onnx.session = Counting()
+    try:
+        short = embed_short(onnx, texts)
+        assert calls == [SHORT_BATCH, len(texts) - SHORT_BATCH]
+        calls.clear()
+        usual = onnx.embed(texts)
+        assert calls == [64] * 4 + [len(texts) - 256]
+    finally:
+        onnx.session = session
+    np.testing.assert_allclose(short, usual, atol=1e-5)
+    np.testing.assert_allclose(
+        embed_short(real_embedder, texts[:80]), real_embedder.embed(texts[:80]), atol=1e-5
+    )

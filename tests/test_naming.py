@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from constellate import cluster_texts
+from constellate import cluster_texts, naming
 from constellate.config import Settings
 from constellate.embedding import normalize
 from constellate.evaluate import name_similarity
@@ -15,6 +15,7 @@ from constellate.naming import (
     EDGE_WORDS,
     GREETINGS,
     KeyBERTNamer,
+    ctfidf_candidates,
     make_name,
     phrase_counts,
     sentence_case,
@@ -201,3 +202,47 @@ def test_evaluate_reports_both_name_similarities(hash_embedder) -> None:
     for key in ("name_label_similarity", "name_label_similarity_keywords"):
         assert -1.0 <= result[key] <= 1.0
     assert result["name_seconds"] >= 0.0
+
+
+def test_ctfidf_candidates_rank_each_clusters_own_terms_and_stop_at_top() -> None:
+    texts = _tickets(per_topic=30)
+    docs = [" \n ".join(texts[topic]) for topic in TOPICS]
+    found = ctfidf_candidates(docs, top=5)
+    assert [len(terms) for terms in found] == [5, 5, 5]
+    for topic, terms in zip(TOPICS, found, strict=True):
+        assert any(topic in term for term in terms[:3]), (topic, terms)
+        assert all(len(set(t.split())) == len(t.split()) for t in terms)  # no "refund refund"
+    assert len(ctfidf_candidates(docs, top=30)[1]) == 30
+
+
+class CountingEmbedder:
+    """Counts the texts a wrapped embedder is asked to embed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.asked: list[str] = []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts):
+        self.asked.extend(texts)
+        return self.inner.embed(texts)
+
+
+def test_candidates_are_embedded_once_and_the_cache_stays_bounded(hash_embedder, monkeypatch) -> None:
+    texts = _tickets(per_topic=30)
+    docs = [texts[topic] for topic in TOPICS]
+    centroids = normalize(np.stack([hash_embedder.embed(t).mean(axis=0) for t in docs]))
+    counting = CountingEmbedder(hash_embedder)
+    namer = KeyBERTNamer(counting)
+    keywords, phrases = namer.keywords(docs, centroids), namer.phrases(docs, centroids)
+    assert counting.asked and len(counting.asked) == len(set(counting.asked))  # shared, deduplicated
+    assert len(counting.asked) <= len(docs) * (namer.candidates + namer.phrase_candidates)
+    counting.asked.clear()
+    assert (namer.keywords(docs, centroids), namer.phrases(docs, centroids)) == (keywords, phrases)
+    assert counting.asked == []  # the same clusters again: every vector from the cache
+    monkeypatch.setattr(naming, "EMBED_CACHE", 10)
+    namer.keywords(docs, centroids)
+    assert len(namer._vectors) == 10
