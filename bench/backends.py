@@ -278,7 +278,8 @@ def mcs_for(n: int) -> int:
 
 
 def run_default(x: np.ndarray) -> Output:
-    fit = build_cluster_model(Settings(), len(x)).fit(x)
+    """UMAP-10 + HDBSCAN: the default until 2026-12-02 (rows named "default" in docs/backends.md)."""
+    fit = build_cluster_model(Settings(algorithm="hdbscan"), len(x)).fit(x)
     return Output(labels=fit.labels, params=dict(fit.params))
 
 
@@ -664,7 +665,9 @@ def seed_spread(ds: Dataset, names: list[str], seeds: list[int]) -> dict[str, An
     x = ds.vectors
     out: dict[str, Any] = {}
     for name in names:
-        settings = {"default": {}, "evoc-hdbscan": {"algorithm": "evoc"}}.get(name, {"algorithm": "evoc"})
+        settings = {"default": {"algorithm": "hdbscan"}, "evoc-hdbscan": {"algorithm": "evoc"}}.get(
+            name, {"algorithm": "evoc"}
+        )
         rows = []
         for seed in seeds:
             model = build_cluster_model(Settings(seed=seed, **settings), len(x))

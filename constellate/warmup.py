@@ -105,10 +105,10 @@ def warm_up(
 def warm_up_in_background(settings: Settings) -> threading.Thread:
     """Start :func:`warm_up` of :func:`kernels_for` ``settings`` in a daemon thread (a run that
     starts meanwhile waits on numba's lock)."""
-    kernels = kernels_for(settings)
 
     def work() -> None:
         try:
+            kernels = kernels_for(settings)
             log.info("numba kernels %s warm in %.1f s", sorted(kernels), warm_up(kernels))
         except Exception:  # warming is an optimisation: a failure only costs the first run time
             log.exception("warming the clustering kernels failed")
