@@ -163,13 +163,13 @@ def bench_bertopic(
     from constellate.evaluate import external_metrics
     from constellate.naming import KeyBERTNamer
     from constellate.quick import cluster_texts
-    from constellate.warmup import warm_up
+    from constellate.warmup import kernels_for, warm_up
 
     settings = Settings()
     embedder = load_embedder(backend=backend, cache_dir=cache_dir)
     embedder.embed(["warm up the encoder"] * 8)
     UMAPReducer().fit_transform(vectors[:5000])  # compile numba's kernels first: neither side pays it
-    warm_up(algorithm=settings.algorithm)  # and the chosen clusterer's (EVoC's own kernels)
+    warm_up(kernels_for(settings))  # and the chosen clusterer's (EVoC's own kernels)
     (topics, _), bt_s = timed(lambda: BERTopic().fit_transform(list(texts), embeddings=vectors))
     bt = external_metrics(labels, topics)
 
