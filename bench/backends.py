@@ -489,16 +489,17 @@ def naming_seconds(ds: Dataset, labels: np.ndarray, cached: bool = False) -> flo
     namer = KeyBERTNamer(embedder, top_n=settings.name_keywords)
     rng = np.random.default_rng(0)
     centroids = _centroids(ds.vectors, labels)
-    docs = []
+    docs, vectors = [], []
     for c in range(len(centroids)):
         m = np.flatnonzero(labels == c)
         m = m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False)
         docs.append([ds.texts[i] for i in m])
+        vectors.append(ds.vectors[m])
 
     def name() -> list[str]:
         taken: set[str] = set()
-        keywords = namer.keywords(docs, centroids)
-        phrases = namer.phrases(docs, centroids)
+        keywords = namer.keywords(docs, centroids, vectors)
+        phrases = namer.phrases(docs, centroids, vectors)
         return [
             make_name(k[: settings.name_keywords], taken, p) for k, p in zip(keywords, phrases, strict=True)
         ]

@@ -167,7 +167,9 @@ def _naming(settings: Settings):
     from constellate.naming import KeyBERTNamer
 
     embedder = embedder_for(settings)
-    return embedder, KeyBERTNamer(embedder, top_n=settings.name_keywords)
+    return embedder, KeyBERTNamer(
+        embedder, top_n=settings.name_keywords, encode_candidates=settings.name_encode_candidates
+    )
 
 
 @main.command()

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     outlier_share: float = Field(0.05, ge=0.0, le=0.5, description="Share of tickets flagged as outliers.")
     seed: int = 42
     name_keywords: int = Field(4, ge=1, le=10, description="Keywords kept per cluster.")
+    name_encode_candidates: bool = Field(
+        False,
+        description="Embed every candidate keyword and phrase when naming (the slower old path); "
+        "default: a candidate's vector is the mean of the members saying it, the encoder settles only "
+        "each cluster's top few phrases.",
+    )
     name_drift: float = Field(
         0.25, ge=0.0, le=1.0, description="A continued cluster is renamed when keyword overlap falls below."
     )

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-from constellate.embedding import Embedder, embed_short
+from constellate.embedding import Embedder, embed_short, normalize
 
 # Greetings and politeness: never a topic, never the edge of a name.
 _POLITE = frozenset(
@@ -164,15 +165,24 @@ _DROPPED = re.compile(
     r"\b(?:a|an|the|my|your|our|is|are|was|were|be|been|being|has|have|had)\b\s*", re.IGNORECASE
 )
 _SEGMENT = re.compile(r"[.,!?;:()\[\]{}\"/|\n]+|\s-\s")  # phrases do not cross punctuation
+_CTFIDF_TOKEN = r"(?u)\b[a-zA-Z][\w'-]+\b"  # c-TF-IDF's words
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
 
 
+Vectors = Sequence[np.ndarray] | None  # per cluster, the vectors of its ``docs`` (one row per text)
+
+
 class Namer(Protocol):
-    """Keywords and candidate names (best first) for each cluster from its member texts and centroid."""
+    """Keywords and candidate names (best first) for each cluster from its member texts and centroid
+    (and, where the caller has them, the member texts' vectors: ``vectors[c][i]`` is ``docs[c][i]``'s)."""
 
-    def keywords(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]: ...
+    def keywords(
+        self, docs: Sequence[Sequence[str]], centroids: np.ndarray, vectors: Vectors = None
+    ) -> list[list[str]]: ...
 
-    def phrases(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]: ...
+    def phrases(
+        self, docs: Sequence[Sequence[str]], centroids: np.ndarray, vectors: Vectors = None
+    ) -> list[list[str]]: ...
 
 
 def _keybert_backend(embedder: Embedder) -> Any:
@@ -188,10 +198,13 @@ def _keybert_backend(embedder: Embedder) -> Any:
 
 class KeyBERTNamer:
     """Keywords: c-TF-IDF's top ``candidates`` terms (1–3-grams, stop words and boilerplate out)
-    re-ranked by KeyBERT + MMR. Names: member phrases ranked by centroid similarity (:meth:`phrases`).
+    re-ranked by KeyBERT's MMR against the centroid. Names: member phrases ranked by centroid
+    similarity (:meth:`phrases`).
 
-    Embedding the candidates is most of the cost. 10 candidates per cluster instead of 20 embedded
-    25 % fewer strings on Banking77 and left every name the same (docs/backends.md)."""
+    A candidate's vector is, given the member texts' ``vectors``, the normalised mean of the vectors
+    of the members that say it (:func:`member_means`): no encoder call. Without them, or with
+    ``encode_candidates``, each candidate string is embedded (cached per namer), which was ~80 % of
+    naming's time on Banking77 (docs/backends.md)."""
 
     def __init__(
         self,
@@ -202,6 +215,9 @@ class KeyBERTNamer:
         phrase_candidates: int = 15,
         phrase_min_share: float = 0.02,
         phrase_other_weight: float = 0.4,
+        encode_candidates: bool = False,
+        phrase_encoded: int = 3,
+        phrase_length_bonus: float = 0.02,
     ) -> None:
         from keybert import KeyBERT
 
@@ -212,6 +228,9 @@ class KeyBERTNamer:
         self.phrase_candidates = phrase_candidates
         self.phrase_min_share = phrase_min_share
         self.phrase_other_weight = phrase_other_weight
+        self.encode_candidates = encode_candidates
+        self.phrase_encoded = phrase_encoded
+        self.phrase_length_bonus = phrase_length_bonus
         self.kw = KeyBERT(model=_keybert_backend(embedder))
         self._vectors: dict[str, np.ndarray] = {}  # terms and phrases embedded, oldest first
         self._lock = threading.Lock()
@@ -229,7 +248,19 @@ class KeyBERTNamer:
                 self._vectors.pop(next(iter(self._vectors)))
         return np.stack(found) if texts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
-    def keywords(self, docs: Sequence[Sequence[str]], centroids: np.ndarray) -> list[list[str]]:
+    def _from_members(self, docs: Sequence[Sequence[str]], vectors: Vectors) -> bool:
+        if vectors is None or self.encode_candidates:
+            return False
+        if len(vectors) != len(docs) or any(len(v) != len(d) for v, d in zip(vectors, docs, strict=True)):
+            raise ValueError("vectors must hold one row per member text of each cluster")
+        return True
+
+    def keywords(
+        self, docs: Sequence[Sequence[str]], centroids: np.ndarray, vectors: Vectors = None
+    ) -> list[list[str]]:
+        if self._from_members(docs, vectors):
+            assert vectors is not None
+            return self._member_keywords(docs, centroids, vectors)
         joined = [" \n ".join(texts) for texts in docs]
         per_cluster = ctfidf_candidates(joined, self.candidates)
         vocabulary = sorted({term for terms in per_cluster for term in terms})
@@ -255,13 +286,58 @@ class KeyBERTNamer:
             result = [result]
         return [[term for term, _ in ranked] for ranked in result]
 
-    def phrases(self, docs: Sequence[Sequence[str]], centroids: np.ndarray, top: int = 5) -> list[list[str]]:
+    def _member_keywords(
+        self, docs: Sequence[Sequence[str]], centroids: np.ndarray, vectors: Sequence[np.ndarray]
+    ) -> list[list[str]]:
+        """KeyBERT's MMR over each cluster's c-TF-IDF candidates, a candidate's vector the mean of
+        the members containing it. The texts are counted one by one (c-TF-IDF's class counts are
+        their sums), so the same count says which members contain a term."""
+        from keybert._mmr import mmr
+
+        texts = [t for ts in docs for t in ts]
+        try:
+            vectorizer = _ctfidf_vectorizer(dtype=np.float32)
+            per_text = vectorizer.fit_transform(texts).tocsr()
+        except ValueError:  # only stop words
+            return [[] for _ in docs]
+        terms = vectorizer.get_feature_names_out()
+        sizes = [len(ts) for ts in docs]
+        owner = sparse.csr_matrix(
+            (
+                np.ones(len(texts), dtype=np.float32),
+                (np.repeat(np.arange(len(docs)), sizes), np.arange(len(texts))),
+            ),
+            shape=(len(docs), len(texts)),
+        )
+        picked = _top_terms(owner @ per_text, terms, self.candidates)
+        cents = np.asarray(centroids, dtype=np.float32)
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        out: list[list[str]] = []
+        for c, columns in enumerate(picked):
+            if not len(columns):
+                out.append([])
+                continue
+            contains = per_text[bounds[c] : bounds[c + 1]][:, columns]
+            contains.data[:] = 1.0
+            words = [str(terms[i]) for i in columns]
+            ranked = mmr(
+                cents[c : c + 1], member_means(contains, vectors[c]), words, self.top_n, self.diversity
+            )
+            out.append([term for term, _ in ranked])
+        return out
+
+    def phrases(
+        self, docs: Sequence[Sequence[str]], centroids: np.ndarray, vectors: Vectors = None, top: int = 5
+    ) -> list[list[str]]:
         """Up to ``top`` readable names per cluster, best first (empty where no phrase qualifies).
 
-        The ``phrase_candidates`` most distinctive member phrases of each cluster are embedded and
-        scored by cosine to the cluster's centroid minus ``phrase_other_weight`` times the cosine
-        to the nearest other centroid (a phrase every sibling says names none of them)."""
-        counted = [phrase_counts(texts) for texts in docs]
+        The ``phrase_candidates`` most distinctive member phrases of each cluster are scored by cosine
+        to the cluster's centroid minus ``phrase_other_weight`` times the cosine to the nearest other
+        centroid (a phrase every sibling says names none of them). A phrase's vector is the mean of
+        the members saying it (given their ``vectors``), else its embedding."""
+        from_members = self._from_members(docs, vectors)
+        per_text = [phrase_sets(texts) for texts in docs]
+        counted = [(Counter(p for ps in sets for p in ps), forms) for sets, forms in per_text]
         shortlist = distinctive_phrases(
             [counts for counts, _ in counted],
             [len(texts) for texts in docs],
@@ -271,27 +347,88 @@ class KeyBERTNamer:
         unique = sorted({p for ps in shortlist for p in ps})
         if not unique:
             return [[] for _ in docs]
-        vectors = dict(zip(unique, self._embed(unique), strict=True))
         cents = np.asarray(centroids, dtype=np.float32)
         cents = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+        if from_members:
+            assert vectors is not None
+            order = [
+                self._member_order(per_text[c][0], ps, vectors[c], cents, c) for c, ps in enumerate(shortlist)
+            ]
+            # The encoder settles each cluster's top few (a sub-phrase said by the same members has
+            # the same mean; its embedding is further from what the cluster is about).
+            head = {c: o[: self.phrase_encoded] for c, o in enumerate(order)}
+            wanted = sorted({shortlist[c][i] for c, idx in head.items() for i in idx})
+            embedded = dict(zip(wanted, self._embed(wanted), strict=True)) if wanted else {}
+        else:
+            embedded = dict(zip(unique, self._embed(unique), strict=True))
+            order = [list(range(len(ps))) for ps in shortlist]
+            head = {c: o for c, o in enumerate(order)}
         out = []
         for c, ps in enumerate(shortlist):
             if not ps:
                 out.append([])
                 continue
-            sims = np.stack([vectors[p] for p in ps]) @ cents.T
-            score = sims[:, c]
-            if len(cents) > 1:
-                score = score - self.phrase_other_weight * np.delete(sims, c, axis=1).max(axis=1)
+            idx = head[c]
+            first = []
+            if idx:
+                score = self._phrase_scores(np.stack([embedded[ps[i]] for i in idx]), cents, c)
+                first = [idx[i] for i in np.argsort(-score, kind="stable")]
+            ranked = first + [i for i in order[c] if i not in set(first)]
             written = written_forms(counted[c][1])
-            out.append([sentence_case(ps[i], written) for i in np.argsort(-score, kind="stable")[:top]])
+            out.append([sentence_case(ps[i], written) for i in ranked[:top]])
         return out
+
+    def _phrase_scores(self, phrase_vectors: np.ndarray, cents: np.ndarray, c: int) -> np.ndarray:
+        """Similarity to centroid ``c`` minus ``phrase_other_weight`` x that to the nearest other one."""
+        sims = phrase_vectors @ cents.T
+        score = sims[:, c]
+        if len(cents) > 1:
+            score = score - self.phrase_other_weight * np.delete(sims, c, axis=1).max(axis=1)
+        return score
+
+    def _member_order(
+        self,
+        sets: Sequence[set[str]],
+        ps: Sequence[str],
+        member_vectors: np.ndarray,
+        cents: np.ndarray,
+        c: int,
+    ) -> list[int]:
+        """``ps`` best first without the encoder: :meth:`_phrase_scores` of the mean of the vectors of
+        the members saying each (not normalised: how central those members are, whatever their
+        number) plus ``phrase_length_bonus`` per word (of phrases the same members say, the longer)."""
+        if not ps:
+            return []
+        column = {p: j for j, p in enumerate(ps)}
+        pairs = [(i, column[p]) for i, said in enumerate(sets) for p in said if p in column]
+        rows, cols = (np.array(x, dtype=np.int64) for x in zip(*pairs, strict=True))
+        contains = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(sets), len(ps))
+        )
+        n = np.maximum(np.asarray(contains.sum(axis=0)).ravel(), 1.0)
+        means = np.asarray(contains.T @ normalize(member_vectors)) / n[:, None]
+        score = self._phrase_scores(means, cents, c)
+        score = score + self.phrase_length_bonus * np.array([len(p.split()) for p in ps])
+        return [int(i) for i in np.argsort(-score, kind="stable")]
+
+
+def member_means(contains: Any, vectors: np.ndarray) -> np.ndarray:
+    """Per candidate (a column of the texts x candidates 0/1 matrix ``contains``), the normalised
+    mean of the vectors of the texts that contain it."""
+    sums = np.asarray(contains.T @ np.asarray(vectors, dtype=np.float32), dtype=np.float32)
+    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
 def phrase_counts(texts: Sequence[str], shortest: int = 2, longest: int = 5) -> tuple[Counter, Counter]:
     """How many of ``texts`` say each candidate phrase (lower-cased, ``shortest``–``longest`` words),
     and how each word is written away from the start of a sentence (for :func:`sentence_case`)."""
-    said: Counter = Counter()
+    sets, forms = phrase_sets(texts, shortest, longest)
+    return Counter(p for said in sets for p in said), forms
+
+
+def phrase_sets(texts: Sequence[str], shortest: int = 2, longest: int = 5) -> tuple[list[set[str]], Counter]:
+    """The candidate phrases each of ``texts`` says (see :func:`phrase_counts`), and the words' forms."""
+    out: list[set[str]] = []
     forms: Counter = Counter()
     for text in texts:
         seen: set[str] = set()
@@ -318,8 +455,8 @@ def phrase_counts(texts: Sequence[str], shortest: int = 2, longest: int = 5) -> 
                         continue
                     if j - i + 1 >= shortest and 2 * stops <= j - i + 1:
                         seen.add(" ".join(low[i : j + 1]))
-        said.update(seen)
-    return said, forms
+        out.append(seen)
+    return out, forms
 
 
 def distinctive_phrases(
@@ -363,32 +500,38 @@ def ctfidf_candidates(docs: Sequence[str], top: int = 20) -> list[list[str]]:
     if not docs:
         return []
     try:
-        vectorizer = CountVectorizer(
-            ngram_range=(1, 3),
-            stop_words=STOP_WORDS,
-            lowercase=True,
-            token_pattern=r"(?u)\b[a-zA-Z][\w'-]+\b",
-        )
+        vectorizer = _ctfidf_vectorizer()
         counts = vectorizer.fit_transform(docs)
     except ValueError:  # only stop words
         return [[] for _ in docs]
     terms = vectorizer.get_feature_names_out()
+    return [[str(terms[i]) for i in row] for row in _top_terms(counts, terms, top)]
+
+
+def _ctfidf_vectorizer(**kw: Any) -> CountVectorizer:
+    return CountVectorizer(
+        ngram_range=(1, 3), stop_words=STOP_WORDS, lowercase=True, token_pattern=_CTFIDF_TOKEN, **kw
+    )
+
+
+def _top_terms(counts: Any, terms: np.ndarray, top: int) -> list[np.ndarray]:
+    """Per row of the classes x terms ``counts``, the columns of its top ``top`` terms by c-TF-IDF."""
+    counts = sparse.csr_matrix(counts)
     tf = counts.multiply(1.0 / np.maximum(counts.sum(axis=1), 1)).tocsr()
-    avg_words = counts.sum() / max(len(docs), 1)
+    avg_words = counts.sum() / max(counts.shape[0], 1)
     idf = np.log(1.0 + avg_words / np.maximum(np.asarray(counts.sum(axis=0)).ravel(), 1))
     scores = tf.multiply(idf).tocsr()
     out = []
     for row in range(scores.shape[0]):
         start, end = scores.indptr[row], scores.indptr[row + 1]
-        picked: list[str] = []
+        picked: list[int] = []
         for i in scores.indices[start:end][np.argsort(-scores.data[start:end])]:
-            term = str(terms[i])
-            words = term.split()
+            words = str(terms[i]).split()
             if len(set(words)) == len(words):  # "card card" says nothing more than "card"
-                picked.append(term)
+                picked.append(int(i))
                 if len(picked) == top:
                     break
-        out.append(picked)
+        out.append(np.array(picked, dtype=np.int64))
     return out
 
 

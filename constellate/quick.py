@@ -60,13 +60,13 @@ def cluster_texts(
 
     rng = np.random.default_rng(settings.seed)
     members = [np.flatnonzero(result.labels == c) for c in range(result.n_clusters)]
-    docs = [
-        [texts[i] for i in (m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False))]
-        for m in members
-    ]
-    namer = namer or KeyBERTNamer(embedder, top_n=settings.name_keywords)
-    keywords = namer.keywords(docs, result.centroids)
-    phrases = namer.phrases(docs, result.centroids)
+    picked = [m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False) for m in members]
+    docs = [[texts[i] for i in m] for m in picked]
+    namer = namer or KeyBERTNamer(
+        embedder, top_n=settings.name_keywords, encode_candidates=settings.name_encode_candidates
+    )
+    keywords = namer.keywords(docs, result.centroids, [vectors[m] for m in picked])
+    phrases = namer.phrases(docs, result.centroids, [vectors[m] for m in picked])
     taken: set[str] = set()
     names = [
         make_name(kws[: settings.name_keywords], taken, said)
@@ -76,13 +76,13 @@ def cluster_texts(
     topic_of = group_clusters(result.centroids, sizes)
     n_topics = int(topic_of.max()) + 1 if len(topic_of) else 0
     topic_members = [np.flatnonzero(topic_of[result.labels] == t) for t in range(n_topics)]
-    topic_docs = [
-        [texts[i] for i in (m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False))]
-        for m in topic_members
+    topic_picked = [
+        m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False) for m in topic_members
     ]
+    topic_docs = [[texts[i] for i in m] for m in topic_picked]
     centres = topic_centroids(result.centroids, sizes, topic_of, n_topics)
-    topic_keywords = namer.keywords(topic_docs, centres)
-    topic_phrases = namer.phrases(topic_docs, centres)
+    topic_keywords = namer.keywords(topic_docs, centres, [vectors[m] for m in topic_picked])
+    topic_phrases = namer.phrases(topic_docs, centres, [vectors[m] for m in topic_picked])
     topic_names = [  # distinct from the clusters' names too
         make_name(kws[: settings.name_keywords], taken, said)
         for kws, said in zip(topic_keywords, topic_phrases, strict=True)

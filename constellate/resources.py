@@ -58,7 +58,11 @@ class Resources:
             if self._namer is None:
                 from constellate.naming import KeyBERTNamer
 
-                self._namer = KeyBERTNamer(self.embedder, top_n=self.settings.name_keywords)
+                self._namer = KeyBERTNamer(
+                    self.embedder,
+                    top_n=self.settings.name_keywords,
+                    encode_candidates=self.settings.name_encode_candidates,
+                )
             return self._namer
 
     @property

@@ -246,3 +246,68 @@ def test_candidates_are_embedded_once_and_the_cache_stays_bounded(hash_embedder,
     monkeypatch.setattr(naming, "EMBED_CACHE", 10)
     namer.keywords(docs, centroids)
     assert len(namer._vectors) == 10
+
+
+def _member_vectors(hash_embedder, docs):
+    return [normalize(hash_embedder.embed(t)) for t in docs]
+
+
+def test_from_member_vectors_no_candidate_is_embedded(hash_embedder) -> None:
+    texts = _tickets(per_topic=30)
+    docs = [texts[topic] for topic in TOPICS]
+    vectors = _member_vectors(hash_embedder, docs)
+    centroids = normalize(np.stack([v.mean(axis=0) for v in vectors]))
+    counting = CountingEmbedder(hash_embedder)
+    namer = KeyBERTNamer(counting, phrase_encoded=0)
+    keywords = namer.keywords(docs, centroids, vectors)
+    phrases = namer.phrases(docs, centroids, vectors)
+    assert counting.asked == []
+    for topic, kws, said in zip(TOPICS, keywords, phrases, strict=True):
+        assert any(topic in k for k in kws), (topic, kws)
+        assert said and any(topic in p.lower() for p in said[:2]), (topic, said)
+    # The default encodes only each cluster's top few phrases, never a keyword.
+    namer = KeyBERTNamer(counting)
+    namer.keywords(docs, centroids, vectors)
+    assert counting.asked == []
+    namer.phrases(docs, centroids, vectors)
+    assert 0 < len(counting.asked) <= len(docs) * namer.phrase_encoded
+    # encode_candidates keeps the old path: every candidate embedded.
+    counting.asked.clear()
+    KeyBERTNamer(counting, encode_candidates=True).phrases(docs, centroids, vectors)
+    assert len(counting.asked) > len(docs) * namer.phrase_encoded
+
+
+def test_a_phrase_only_off_topic_members_say_ranks_below_one_central_members_say(hash_embedder) -> None:
+    rng = np.random.default_rng(0)
+    dim = 16
+    centre, other = np.eye(dim)[0], np.eye(dim)[1]
+    central = [f"blocked card abroad today {i}" for i in range(10)]
+    fringe = [f"lost phone screen yesterday {i}" for i in range(10)]
+    docs = [central + fringe, [f"lost phone screen again {i}" for i in range(20)]]
+    near = normalize(centre + 0.1 * rng.normal(size=(10, dim)))
+    off = normalize(0.45 * centre + other + 0.1 * rng.normal(size=(10, dim)))
+    vectors = [np.vstack([near, off]).astype(np.float32), normalize(other + 0.1 * rng.normal(size=(20, dim)))]
+    centroids = normalize(np.stack([v.mean(axis=0) for v in vectors]))
+    namer = KeyBERTNamer(hash_embedder, phrase_encoded=0, phrase_min_share=0.0)
+    said = [p.lower() for p in namer.phrases(docs, centroids, vectors, top=15)[0]]
+    assert "blocked card abroad" in said and "lost phone screen" in said, said
+    assert said.index("blocked card abroad") < said.index("lost phone screen"), said
+    keywords = namer.keywords(docs, centroids, vectors)[0]
+    assert keywords[0] in {
+        "blocked",
+        "card",
+        "abroad",
+        "blocked card",
+        "card abroad",
+        "blocked card abroad",
+    }, keywords
+    # The same texts with the members' vectors swapped rank the other way.
+    swapped = [np.vstack([off, near]).astype(np.float32), vectors[1]]
+    said = [p.lower() for p in namer.phrases(docs, centroids, swapped, top=15)[0]]
+    assert said.index("lost phone screen") < said.index("blocked card abroad"), said
+
+
+def test_member_vectors_must_match_the_texts(hash_embedder) -> None:
+    docs = [["card declined at shop", "card declined again"]]
+    with pytest.raises(ValueError):
+        KeyBERTNamer(hash_embedder).phrases(docs, np.eye(1, 8, dtype=np.float32), [np.zeros((1, 8))])

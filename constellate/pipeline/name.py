@@ -42,16 +42,16 @@ def name_clusters(
     labels = np.array([row[plan.sample_labels[pid]] for pid in sample.ids], dtype=np.int64)
     similarity = np.einsum("ij,ij->i", sample.vectors, plan.centroids[labels]) if len(sample) else np.zeros(0)
     members = {c: np.flatnonzero(labels == c) for c in named}
-    docs = []
+    docs, vectors = [], []
     for c in named:
         m = members[c]
         picked = m if len(m) <= NAMING_DOCS else np.sort(rng.choice(m, NAMING_DOCS, replace=False))
         docs.append([sample.texts[i] for i in picked])
-    found = (
-        namer.keywords(docs, plan.centroids[named]) if namer is not None and named else [[] for _ in named]
-    )
+        vectors.append(sample.vectors[picked])
+    cents = plan.centroids[named]
+    found = namer.keywords(docs, cents, vectors) if namer is not None and named else [[] for _ in named]
     keywords = dict(zip(named, found, strict=True))
-    said = namer.phrases(docs, plan.centroids[named]) if namer is not None and named else [[] for _ in named]
+    said = namer.phrases(docs, cents, vectors) if namer is not None and named else [[] for _ in named]
     phrases = dict(zip(named, said, strict=True))
 
     continued = {e["cluster_id"] for e in plan.lineage_events if e["event"] == "continued"}
