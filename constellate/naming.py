@@ -238,15 +238,20 @@ class KeyBERTNamer:
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors of short ``texts``, each embedded once per :data:`EMBED_CACHE` recent ones
         (keywords and phrases share many; unchanged clusters ask for the same ones again)."""
-        with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        with self._lock:  # the hits are taken now: another thread may evict them meanwhile
+            known = {t: self._vectors[t] for t in dict.fromkeys(texts) if t in self._vectors}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
         fresh = embed_short(self.embedder, missing) if missing else np.zeros((0, 0), dtype=np.float32)
+        known.update(zip(missing, fresh, strict=True))
         with self._lock:
             self._vectors.update(zip(missing, fresh, strict=True))
-            found = [self._vectors.get(t) for t in texts]
             while len(self._vectors) > EMBED_CACHE:
                 self._vectors.pop(next(iter(self._vectors)))
-        return np.stack(found) if texts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return (
+            np.stack([known[t] for t in texts])
+            if texts
+            else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        )
 
     def _from_members(self, docs: Sequence[Sequence[str]], vectors: Vectors) -> bool:
         if vectors is None or self.encode_candidates:

@@ -248,6 +248,26 @@ def test_candidates_are_embedded_once_and_the_cache_stays_bounded(hash_embedder,
     assert len(namer._vectors) == 10
 
 
+def test_a_cached_vector_evicted_by_another_naming_meanwhile_is_still_returned(
+    hash_embedder, monkeypatch
+) -> None:
+    """Interleaving: naming A finds "card" cached and embeds "fee"; meanwhile naming B (another
+    thread, here called from inside A's encoder call) fills the cache and evicts "card"."""
+    monkeypatch.setattr(naming, "EMBED_CACHE", 2)
+
+    class Interleaving(CountingEmbedder):
+        def embed(self, texts):
+            if list(texts) == ["fee"]:
+                namer._embed(["refund", "transfer"])  # naming B evicts what A found cached
+            return super().embed(texts)
+
+    namer = KeyBERTNamer(Interleaving(hash_embedder))
+    namer._embed(["card", "atm"])
+    vectors = namer._embed(["card", "fee"])
+    np.testing.assert_allclose(vectors, hash_embedder.embed(["card", "fee"]), rtol=1e-5, atol=1e-6)
+    assert "card" not in namer._vectors  # it was evicted in between
+
+
 def _member_vectors(hash_embedder, docs):
     return [normalize(hash_embedder.embed(t)) for t in docs]
 
