@@ -480,8 +480,9 @@ def naming_seconds(ds: Dataset, labels: np.ndarray, cached: bool = False) -> flo
     """The pipeline's naming of these clusters: keywords (KeyBERT over c-TF-IDF candidates) and a
     phrase name each, from ≤ 200 member texts, by a fresh namer (an empty vector cache: a first run)
     or, ``cached``, by one that named them before (a long-lived worker, unchanged clusters)."""
+    from constellate.candidates import make_name
     from constellate.embedding import embedder_for
-    from constellate.naming import KeyBERTNamer, make_name
+    from constellate.naming import KeyBERTNamer
     from constellate.quick import NAMING_DOCS
 
     settings = Settings().model_copy(update={"data_dir": CACHE})

@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from constellate.candidates import make_name
 from constellate.config import Settings
 from constellate.datasets import LabelledText
 from constellate.embedding import Embedder
 from constellate.ingest import ingest_tickets
 from constellate.labels import slot_field
-from constellate.naming import Namer, make_name
+from constellate.naming import Namer
 from constellate.pipeline import recluster
 from constellate.tickets import Ticket
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from constellate.candidates import make_name
 from constellate.clustering import OutlierScale, build_cluster_model, cluster_all
 from constellate.config import Settings
 from constellate.embedding import Embedder
-from constellate.naming import KeyBERTNamer, Namer, make_name
+from constellate.naming import KeyBERTNamer, Namer
 from constellate.topics import group_clusters, topic_centroids
 
 NAMING_DOCS = 200

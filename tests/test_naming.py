@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 
 from constellate import cluster_texts, naming
-from constellate.config import Settings
-from constellate.embedding import normalize
-from constellate.evaluate import name_similarity
-from constellate.naming import (
+from constellate.candidates import (
     EDGE_WORDS,
     GREETINGS,
-    KeyBERTNamer,
     ctfidf_candidates,
     make_name,
     phrase_counts,
     sentence_case,
     written_forms,
 )
+from constellate.config import Settings
+from constellate.embedding import normalize
+from constellate.evaluate import name_similarity
+from constellate.naming import KeyBERTNamer
 from constellate.pipeline import recluster
 from constellate.store import edge_store
 from constellate.tickets import Ticket

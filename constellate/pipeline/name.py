@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from constellate.naming import Namer, keyword_overlap, make_name
+from constellate.candidates import keyword_overlap, make_name
+from constellate.naming import Namer
 from constellate.pipeline.plan import Plan
 from constellate.pipeline.sample import Sample
 
