@@ -164,12 +164,10 @@ algorithm_option = click.option(
 
 def _naming(settings: Settings):
     from constellate.embedding import embedder_for
-    from constellate.naming import KeyBERTNamer
+    from constellate.naming import namer_for
 
     embedder = embedder_for(settings)
-    return embedder, KeyBERTNamer(
-        embedder, top_n=settings.name_keywords, encode_candidates=settings.name_encode_candidates
-    )
+    return embedder, namer_for(embedder, settings)
 
 
 @main.command()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from scipy import sparse
@@ -35,6 +35,9 @@ from constellate.candidates import (
     written_forms,
 )
 from constellate.embedding import Embedder, embed_short, normalize
+
+if TYPE_CHECKING:
+    from constellate.config import Settings
 
 EMBED_CACHE = 20_000  # terms and phrases a namer keeps vectors of (384 floats each: ~30 MB)
 
@@ -291,3 +294,10 @@ def member_means(contains: Any, vectors: np.ndarray) -> np.ndarray:
     mean of the vectors of the texts that contain it."""
     sums = np.asarray(contains.T @ np.asarray(vectors, dtype=np.float32), dtype=np.float32)
     return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+
+
+def namer_for(embedder: Embedder, settings: Settings) -> KeyBERTNamer:
+    """The namer the settings ask for (keywords kept, how candidates are ranked)."""
+    return KeyBERTNamer(
+        embedder, top_n=settings.name_keywords, encode_candidates=settings.name_encode_candidates
+    )

@@ -12,7 +12,7 @@ from constellate.candidates import make_name
 from constellate.clustering import OutlierScale, build_cluster_model, cluster_all
 from constellate.config import Settings
 from constellate.embedding import Embedder
-from constellate.naming import KeyBERTNamer, Namer
+from constellate.naming import Namer, namer_for
 from constellate.topics import group_clusters, topic_centroids
 
 NAMING_DOCS = 200
@@ -61,33 +61,16 @@ def cluster_texts(
 
     rng = np.random.default_rng(settings.seed)
     members = [np.flatnonzero(result.labels == c) for c in range(result.n_clusters)]
-    picked = [m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False) for m in members]
-    docs = [[texts[i] for i in m] for m in picked]
-    namer = namer or KeyBERTNamer(
-        embedder, top_n=settings.name_keywords, encode_candidates=settings.name_encode_candidates
-    )
-    keywords = namer.keywords(docs, result.centroids, [vectors[m] for m in picked])
-    phrases = namer.phrases(docs, result.centroids, [vectors[m] for m in picked])
+    namer = namer or namer_for(embedder, settings)
     taken: set[str] = set()
-    names = [
-        make_name(kws[: settings.name_keywords], taken, said)
-        for kws, said in zip(keywords, phrases, strict=True)
-    ]
+    keywords, names = _named(members, result.centroids, texts, vectors, namer, rng, taken, settings)
     sizes = np.array([len(m) for m in members])
     topic_of = group_clusters(result.centroids, sizes)
     n_topics = int(topic_of.max()) + 1 if len(topic_of) else 0
     topic_members = [np.flatnonzero(topic_of[result.labels] == t) for t in range(n_topics)]
-    topic_picked = [
-        m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False) for m in topic_members
-    ]
-    topic_docs = [[texts[i] for i in m] for m in topic_picked]
     centres = topic_centroids(result.centroids, sizes, topic_of, n_topics)
-    topic_keywords = namer.keywords(topic_docs, centres, [vectors[m] for m in topic_picked])
-    topic_phrases = namer.phrases(topic_docs, centres, [vectors[m] for m in topic_picked])
-    topic_names = [  # distinct from the clusters' names too
-        make_name(kws[: settings.name_keywords], taken, said)
-        for kws, said in zip(topic_keywords, topic_phrases, strict=True)
-    ]
+    # topic names distinct from the clusters' names too (``taken`` holds them)
+    topic_keywords, topic_names = _named(topic_members, centres, texts, vectors, namer, rng, taken, settings)
     clusters = [
         {
             "cluster_id": c,
@@ -119,3 +102,26 @@ def cluster_texts(
         topic_names=[topic_names[int(topic_of[x])] for x in result.labels],
         topics=topics,
     )
+
+
+def _named(
+    members: list[np.ndarray],
+    centres: np.ndarray,
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    namer: Namer,
+    rng: np.random.Generator,
+    taken: set[str],
+    settings: Settings,
+) -> tuple[list[list[str]], list[str]]:
+    """Keywords and a name per group of ``members`` (rows), read from at most ``NAMING_DOCS`` of
+    each group's texts; names already in ``taken`` are not given again (it is updated)."""
+    picked = [m if len(m) <= NAMING_DOCS else rng.choice(m, NAMING_DOCS, replace=False) for m in members]
+    docs = [[texts[i] for i in m] for m in picked]
+    keywords = namer.keywords(docs, centres, [vectors[m] for m in picked])
+    phrases = namer.phrases(docs, centres, [vectors[m] for m in picked])
+    names = [
+        make_name(kws[: settings.name_keywords], taken, said)
+        for kws, said in zip(keywords, phrases, strict=True)
+    ]
+    return keywords, names

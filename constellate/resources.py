@@ -56,13 +56,9 @@ class Resources:
     def namer(self) -> Namer:
         with self._lock:
             if self._namer is None:
-                from constellate.naming import KeyBERTNamer
+                from constellate.naming import namer_for
 
-                self._namer = KeyBERTNamer(
-                    self.embedder,
-                    top_n=self.settings.name_keywords,
-                    encode_candidates=self.settings.name_encode_candidates,
-                )
+                self._namer = namer_for(self.embedder, self.settings)
             return self._namer
 
     @property
