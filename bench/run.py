@@ -92,12 +92,12 @@ def _peak_rss_mb() -> float:
 
 def _recluster_child(data_dir: str) -> None:
     """Run one recluster in this (child) process and print seconds and peak RSS as JSON."""
-    from constellate.naming import KeyBERTNamer
+    from constellate.naming import namer_for
     from constellate.pipeline import recluster
     from constellate.store import edge_store
 
     settings = Settings(data_dir=Path(data_dir))
-    namer = KeyBERTNamer(load_embedder())
+    namer = namer_for(load_embedder(), settings)
     rss_before = _peak_rss_mb()
     store = edge_store(settings)
     try:
@@ -147,13 +147,16 @@ def bench_bertopic(
     say: Say,
     cache_dir: Path,
     backend: str = "onnx",
+    rounds: int = 2,
 ) -> dict[str, Any] | None:
     """BERTopic 0.17 defaults vs constellate's clustering stage on the same embeddings, both warm.
 
     Ours is the stage with naming, in memory (:func:`constellate.quick.cluster_texts`, the service's
     stages): fit on the sample, labels for all, keywords and names for both levels, from a namer
     with an empty vector cache (a first run). The store read and write-back are the recluster
-    sections' figures. Both sides are scored against the gold labels."""
+    sections' figures. Both sides are scored against the gold labels. Each side runs ``rounds``
+    times, alternating, and its fastest round is the figure (on a shared machine one round's
+    seconds moved by 20-40 %); every round's seconds are reported too."""
     try:
         from bertopic import BERTopic
     except ImportError:
@@ -161,7 +164,7 @@ def bench_bertopic(
         return None
     from constellate.clustering import UMAPReducer
     from constellate.evaluate import external_metrics
-    from constellate.naming import KeyBERTNamer
+    from constellate.naming import namer_for
     from constellate.quick import cluster_texts
     from constellate.warmup import kernels_for, warm_up
 
@@ -170,19 +173,27 @@ def bench_bertopic(
     embedder.embed(["warm up the encoder"] * 8)
     UMAPReducer().fit_transform(vectors[:5000])  # BERTopic's UMAP kernels first: neither side pays
     warm_up(kernels_for(settings))  # and ours (EVoC's own kernels for the default)
-    (topics, _), bt_s = timed(lambda: BERTopic().fit_transform(list(texts), embeddings=vectors))
-    bt = external_metrics(labels, topics)
 
     def stage() -> list[int]:
-        namer = KeyBERTNamer(embedder, top_n=settings.name_keywords)
-        return cluster_texts(texts, settings, embedder, namer, vectors=vectors).cluster_ids
+        return cluster_texts(
+            texts, settings, embedder, namer_for(embedder, settings), vectors=vectors
+        ).cluster_ids
 
-    predicted, ours_s = timed(stage)
+    bt_rounds: list[float] = []
+    our_rounds: list[float] = []
+    for _ in range(rounds):
+        (topics, _), seconds = timed(lambda: BERTopic().fit_transform(list(texts), embeddings=vectors))
+        bt_rounds.append(seconds)
+        predicted, seconds = timed(stage)
+        our_rounds.append(seconds)
+    bt = external_metrics(labels, topics)
     ours = external_metrics(labels, predicted)
+    ours_s, bt_s = min(our_rounds), min(bt_rounds)
     out = {
         "time_ratio": round(ours_s / bt_s, 3),
         "seconds": round(ours_s, 2),
         "measures": "clustering stage with naming, in memory (fit, labels for all, names)",
+        "rounds": {"ours": [round(x, 2) for x in our_rounds], "bertopic": [round(x, 2) for x in bt_rounds]},
         "bertopic_seconds": round(bt_s, 2),
         "v_measure": ours["v_measure"],
         "ari": ours["ari"],
@@ -193,7 +204,7 @@ def bench_bertopic(
     say(
         f"bertopic: our clustering stage with naming {ours_s:.1f} s V {ours['v_measure']} ARI {ours['ari']} "
         f"vs BERTopic {bt_s:.1f} s V {bt['v_measure']} ARI {bt['ari']} -> time ratio {out['time_ratio']} "
-        "(target <= 0.33, better V and ARI)"
+        f"(fastest of {rounds} alternating rounds {out['rounds']}; target <= 0.33, better V and ARI)"
     )
     return out
 

@@ -20,6 +20,7 @@ import numpy as np
 from bench.data import Say, fill_store, scale_vectors, timed
 from constellate.config import Settings
 from constellate.embedding import load_embedder
+from constellate.warmup import WARM_DONE, WARM_FAILED
 
 
 class RunningService:
@@ -77,7 +78,7 @@ class RunningService:
         log = self.data_dir / "up.log"
         while time.monotonic() - start < timeout:
             text = log.read_text(errors="replace") if log.exists() else ""
-            if "numba kernels warm" in text or "warming the clustering kernels failed" in text:
+            if WARM_DONE in text or WARM_FAILED in text:
                 break
             time.sleep(0.5)
         return time.monotonic() - start

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from constellate.config import Settings
 
 log = logging.getLogger(__name__)
+# what the start-up's warm-up logs when it ends (the bench waits for one of them in a service's log)
+WARM_DONE = "numba kernels warm"
+WARM_FAILED = "warming the clustering kernels failed"
 
 _cached = False
 _lock = threading.Lock()
@@ -109,9 +112,10 @@ def warm_up_in_background(settings: Settings) -> threading.Thread:
     def work() -> None:
         try:
             kernels = kernels_for(settings)
-            log.info("numba kernels %s warm in %.1f s", sorted(kernels), warm_up(kernels))
+            seconds = warm_up(kernels)
+            log.info("%s: %s in %.1f s", WARM_DONE, sorted(kernels), seconds)
         except Exception:  # warming is an optimisation: a failure only costs the first run time
-            log.exception("warming the clustering kernels failed")
+            log.exception(WARM_FAILED)
 
     thread = threading.Thread(target=work, name="warm-up", daemon=True)
     thread.start()
