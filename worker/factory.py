@@ -45,3 +45,15 @@ def make_celery(
     )
     bind(Resources(settings, store=store, namer=namer, redis_url=redis_url))
     return app
+
+
+def pool_warms_itself(pool: object) -> bool:
+    """Whether ``pool``'s task processes send ``worker_process_init`` (prefork's children, the solo
+    pool's own process), so that they warm the kernels there; other pools (threads) warm when the
+    worker is ready. Never the prefork parent: a process that has run numba's GNU OpenMP threads
+    kills every child it forks later at its first parallel kernel ("Terminating: fork() called from
+    a process already using GNU OpenMP"), so a child replacing a dead one could never fit."""
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+    from celery.concurrency.solo import TaskPool as SoloPool
+
+    return isinstance(pool, PreforkPool | SoloPool)
