@@ -323,7 +323,8 @@ def run_evoc_library(x: np.ndarray, **kw: Any) -> Output:
 
 
 def run_evoc_fast(x: np.ndarray, n_neighbors: int = 15, n_components: int = 4) -> Output:
-    """EVoC's embedding on one numba thread (deterministic fast path), then EVoC's own cluster layers."""
+    """EVoC's embedding on one numba thread (deterministic fast path; NN-descent on ``KNN_THREADS``),
+    then EVoC's own cluster layers."""
     import numba
     from evoc.clustering import build_cluster_layers
 
@@ -346,7 +347,8 @@ def run_evoc_hdbscan(
     impl: str = "fast_hdbscan",
     leaf: bool = False,
 ) -> Output:
-    """EVoC's embedding (one thread), then HDBSCAN with the pipeline's min_cluster_size = √n/2."""
+    """EVoC's embedding (one thread, NN-descent on ``KNN_THREADS``), then HDBSCAN with the pipeline's
+    min_cluster_size = √n/2."""
     import numba
 
     from constellate.clustering.cluster import evoc_embedding
@@ -375,7 +377,7 @@ def run_evoc_hdbscan(
 
 
 def run_evoc_target(x: np.ndarray) -> Output:
-    """EVoC's embedding (one thread), then EVoC's binary search for the leaf clustering with
+    """EVoC's embedding (one thread, NN-descent on ``KNN_THREADS``), then EVoC's binary search for the leaf clustering with
     round(√(n/2)) clusters (the textbook rule of thumb for k): a size-aware count, no layer to choose."""
     import numba
     from evoc.clustering_utilities import binary_search_for_n_clusters

@@ -73,15 +73,16 @@ class RunningService:
     def wait_warm(self, timeout: float = 600) -> float:
         """Wait until the service's background warm-up (numba compiling the clustering kernels, on
         one core for up to a minute) has finished: a figure measured meanwhile is the start-up's,
-        not the service's. Returns the seconds waited."""
+        not the service's. Returns the seconds waited; raises if neither end of the warm-up was
+        logged within ``timeout`` (a silent wait was how a changed log line cost 600 s a section)."""
         start = time.monotonic()
         log = self.data_dir / "up.log"
         while time.monotonic() - start < timeout:
             text = log.read_text(errors="replace") if log.exists() else ""
             if WARM_DONE in text or WARM_FAILED in text:
-                break
+                return time.monotonic() - start
             time.sleep(0.5)
-        return time.monotonic() - start
+        raise RuntimeError(f"the service logged neither {WARM_DONE!r} nor {WARM_FAILED!r} in {timeout:.0f} s")
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         import http.client

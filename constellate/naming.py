@@ -3,15 +3,17 @@
 Keywords: c-TF-IDF proposes candidate terms per cluster, KeyBERT picks them by centroid. Joining a
 cluster's texts into one document and embedding it would only see the first ~10 tickets (MiniLM
 truncates at 256 tokens). Instead the candidates come from c-TF-IDF over the members given, and
-KeyBERT ranks them against the cluster centroid (``doc_embeddings``) with MMR for variety —
-measured in DESIGN.md as the best keywords in 0.5 s for 40 clusters.
+KeyBERT's MMR ranks them against the cluster centroid for variety, a candidate's vector being the
+mean of the vectors of the members that contain it (no encoder call; ``encode_candidates`` embeds
+each candidate string instead, the former path).
 
 Names: a short phrase the members actually say ("Card payment declined"), not keywords joined.
 Candidates are 2–5-word spans of member texts (articles, possessives and forms of "be"/"have"
 dropped; no stop word or boilerplate at either end, no greeting anywhere) said by at least 2 % of
-the members; the most distinctive (share in the cluster vs in all clusters) are embedded and ranked
-by similarity to the cluster's centroid minus part of their similarity to the nearest other
-centroid. :func:`make_name` takes the first one no other cluster has, else the keyword name.
+the members; the most distinctive (share in the cluster vs in all clusters) are ranked by
+similarity to the cluster's centroid minus part of their similarity to the nearest other centroid,
+first on the mean of the members saying each, then each cluster's top few again on their own
+embeddings. :func:`make_name` takes the first one no other cluster has, else the keyword name.
 """
 
 from __future__ import annotations

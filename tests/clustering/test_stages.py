@@ -61,7 +61,8 @@ def test_evoc_recovers_blobs_deterministically(blobs) -> None:
     assert result.n_clusters == 6
     assert result.labels.min() >= 0 and adjusted_rand_score(y, result.labels) >= 0.9
     assert clusterer.params()["min_cluster_size"] == default_min_cluster_size(len(x))
-    # one numba thread and a seed: the same labels again, and numba's thread count is restored
+    # a seed (NN-descent on a fixed thread count, the rest on one): the same labels again, and
+    # numba's thread count is restored
     threads = numba.get_num_threads()
     np.testing.assert_array_equal(EVoCClusterer().fit_predict(x), EVoCClusterer().fit_predict(x))
     assert numba.get_num_threads() == threads
