@@ -131,6 +131,7 @@ def bench_ingest_api(texts: Sequence[str], say: Say, models: Path) -> tuple[dict
     _, torch_s = timed(lambda: torch_embedder.model.encode(texts, batch_size=64, normalize_embeddings=True))
     _, onnx_s = timed(lambda: onnx_embedder.embed(texts))
     with tempfile.TemporaryDirectory() as tmp, RunningService(Path(tmp), models=models) as service:
+        service.wait_warm()  # the start-up's kernel warm-up takes a core for ~25 s: not ingestion's
         memory_before = service.metric("constellate_redis_used_memory_bytes")
         start = time.perf_counter()
         for i in range(0, len(texts), 500):
