@@ -128,12 +128,12 @@ def resolved_min_size(min_cluster_size: int | None, n: int) -> int:
 KNN_THREADS = 2
 
 
-def knn_threads_for(wanted: int | None = None) -> int:
-    """The numba threads NN-descent gets: ``wanted`` (default :data:`KNN_THREADS`), at most numba's
-    (``NUMBA_NUM_THREADS``, the cores unless set: a one-core machine builds another graph)."""
+def numba_threads(wanted: int) -> int:
+    """``wanted`` numba threads, at most numba's (``NUMBA_NUM_THREADS``, the cores unless set: a
+    one-core machine builds another kNN graph)."""
     import numba
 
-    return max(1, min(wanted or KNN_THREADS, numba.config.NUMBA_NUM_THREADS))
+    return max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
 
 
 def evoc_embedding(
@@ -143,7 +143,7 @@ def evoc_embedding(
     seed: int = 42,
     threads: int = 1,
     n_epochs: int = 150,
-    knn_threads: int | None = None,
+    knn_threads: int = KNN_THREADS,
 ) -> np.ndarray:
     """EVoC's node embedding of the cosine kNN graph: ``(n, n_components)`` points for density clustering.
 
@@ -164,13 +164,12 @@ def evoc_embedding(
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     n = data.shape[0]
     k = max(2, min(n_neighbors, n - 1))
-    knn_threads = knn_threads_for(knn_threads)
     before = numba.get_num_threads()
     try:
         rng = np.random.RandomState(seed)
-        numba.set_num_threads(knn_threads)
+        numba.set_num_threads(numba_threads(knn_threads))
         indices, distances = knn_graph(data, n_neighbors=k, random_state=rng)
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(numba_threads(threads))
         graph = neighbor_graph_matrix(float(k), indices, distances, True)
         init = label_propagation_init(
             graph,
@@ -243,7 +242,7 @@ class EVoCClusterer:
         )
         self.embedding_ = embedding  # kept for a coarser level (EVoC's cluster layers on the same points)
         before = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(numba_threads(self.threads))
         try:
             model = fast_hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=min(self.min_samples, mcs))
             labels = model.fit_predict(embedding)
@@ -258,5 +257,5 @@ class EVoCClusterer:
             "n_neighbors": self.n_neighbors,
             "n_components": self.n_components,
             "n_epochs": self.n_epochs,
-            "knn_threads": knn_threads_for(),  # the graph depends on it: a run record says which one
+            "knn_threads": numba_threads(KNN_THREADS),  # the graph depends on it: a run record says which one
         }
