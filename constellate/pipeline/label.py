@@ -167,7 +167,7 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
     near_top = np.maximum(scores, old_scores) >= plan.scale.threshold - TOP_BAND
     allowed = np.where(near_top, plan.tolerance, 5 * plan.tolerance)
     changed = (old_ids != new_ids) | flips | ~(np.abs(old_scores - scores) <= allowed) | ~by_run
-    stored = stored_scores(scores, plan.scale.threshold)
+    stored = stored_scores(scores, plan.scale.threshold, plan.tolerance)
     slots = SLOTS if plan.first_run else (target,)
     writes = []
     for i in np.flatnonzero(changed):
@@ -182,15 +182,15 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
     return writes
 
 
-def stored_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Scores as stored: to 0.001 for outliers (their ranking), 0.01 near the threshold, 0.02
-    deeper inside a cluster (always within half the score tolerance) — so that the labels a run
-    writes share payloads and group well."""
-    deep = np.round(scores / 0.02) * 0.02
-    near = np.round(scores, 2)
-    top = np.round(scores, 3)
-    out = np.where(scores > threshold, top, np.where(scores >= threshold - TOP_BAND, near, deep))
-    return np.round(out, 3)
+def stored_scores(scores: np.ndarray, threshold: float, tolerance: float) -> np.ndarray:
+    """Scores as stored: rounded to half the tolerance a run compares them with (``tolerance`` near
+    the outlier threshold and above it, five times that deeper inside a cluster), so a stored score
+    is as exact as the diff keeps it, and the labels a run writes share payloads and group into few
+    engine operations (an outlier's score to 0.001 made nearly every outlier its own operation)."""
+    near_top = scores >= threshold - TOP_BAND
+    step = np.where(near_top, tolerance / 2, 5 * tolerance / 2)
+    rounded = np.where(step > 0, np.round(scores / np.where(step > 0, step, 1.0)) * step, scores)
+    return np.round(rounded, 4)
 
 
 def assign(
