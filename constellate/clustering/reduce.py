@@ -51,12 +51,18 @@ class UMAPReducer:
     name = "umap"
 
     def __init__(
-        self, n_components: int = 10, n_neighbors: int = 15, seed: int = 42, min_dist: float = 0.0
+        self,
+        n_components: int = 10,
+        n_neighbors: int = 15,
+        seed: int = 42,
+        min_dist: float = 0.0,
+        n_epochs: int | None = None,
     ) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.seed = seed
         self.min_dist = min_dist
+        self.n_epochs = n_epochs  # None: umap's own (500 below 10,000 points, 200 above)
 
     def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
         import umap
@@ -71,6 +77,7 @@ class UMAPReducer:
             min_dist=self.min_dist,
             metric="cosine" if n >= SMALL_DATA else "precomputed",
             random_state=self.seed,
+            n_epochs=self.n_epochs,
             n_jobs=1,  # a fixed seed forces one thread anyway; saying so silences umap's warning
         )
         if n >= SMALL_DATA:
