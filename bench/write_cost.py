@@ -1,11 +1,14 @@
 """What one label write costs in qdrant-edge: first write vs rewrite, label fields indexed or not.
 
-    .venv/bin/python -m bench.write_cost [N] [DIR]
+    .venv/bin/python -m bench.write_cost [N] [DIR] [indexes]
 
 Fills a shard on disk (under DIR, default the system temp dir) with N random points carrying a
 ticket's text, optimises it, then writes label payloads in groups of 4,096 ids as a run does:
 both slots for the first time, one slot again, one field again. Run once with the label fields
-indexed (as the store creates them) and once without. Figures in docs/scaling.md.
+indexed (as the store creates them) and once without. With ``indexes``: an unoptimised shard (as
+the bench's 1M store), label payloads grouped by (cluster, score) as a run writes them, both slots
+written once with every label index, without the three low-cardinality keyword indexes, and with
+none. Figures in docs/scaling.md and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -76,5 +79,50 @@ def main(n: int, where: str | None) -> None:
             )
 
 
+LOW_CARDINALITY = ("assigned_by", "label_run", "is_outlier")
+ALL_LABELS = ("cluster_id", "outlier_score", *LOW_CARDINALITY)
+
+
+def index_cost(n: int, where: str | None) -> None:
+    """Microseconds per point for a first write of both slots, by which label fields are indexed."""
+    rng = np.random.default_rng(0)
+    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"x{i}")) for i in range(n)]
+    clusters = rng.integers(0, 100, n)
+    scores = np.round(rng.random(n) * 0.8 / 0.05) * 0.05
+    groups: dict[tuple[int, float], list[str]] = {}
+    for pid, c, sc in zip(ids, clusters.tolist(), scores.tolist(), strict=True):
+        groups.setdefault((c, sc), []).append(pid)
+    for dropped in ((), LOW_CARDINALITY, ALL_LABELS):
+        indexes = {k: v for k, v in TICKET_INDEXES.items() if not k.endswith(tuple("_" + d for d in dropped))}
+        with tempfile.TemporaryDirectory(dir=where) as tmp:
+            shard = EdgeCollection(Path(tmp))
+            shard.create(384, indexes)
+            for lo in range(0, n, 5000):
+                hi = min(n, lo + 5000)
+                vectors = rng.normal(size=(hi - lo, 384)).astype(np.float32)
+                shard.upsert(
+                    ids[lo:hi], vectors, [{"ticket_id": f"x{i}", "text": TEXT} for i in range(lo, hi)]
+                )
+            started = time.perf_counter()
+            for (c, sc), members in groups.items():
+                for lo in range(0, len(members), GROUP):
+                    values = {"cluster_id": c, "is_outlier": sc > 0.7, "outlier_score": sc}
+                    values.update(assigned_by="recluster", label_run="r1")
+                    shard.set_payload(
+                        members[lo : lo + GROUP], {f"{s}_{k}": v for s in "ab" for k, v in values.items()}
+                    )
+            us = (time.perf_counter() - started) / n * 1e6
+            shard.close()
+            print(
+                f"first write of both slots, label indexes left out: {list(dropped)}: {us:.1f} us/point",
+                flush=True,
+            )
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000, sys.argv[2] if len(sys.argv) > 2 else None)
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    folder = sys.argv[2] if len(sys.argv) > 2 else None
+    if len(sys.argv) > 3 and sys.argv[3] == "indexes":
+        index_cost(size, folder)
+    else:
+        main(size, folder)
