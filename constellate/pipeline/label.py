@@ -183,12 +183,14 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
 
 
 def stored_scores(scores: np.ndarray, threshold: float, tolerance: float) -> np.ndarray:
-    """Scores as stored: rounded to half the tolerance a run compares them with (``tolerance`` near
-    the outlier threshold and above it, five times that deeper inside a cluster), so a stored score
-    is as exact as the diff keeps it, and the labels a run writes share payloads and group into few
-    engine operations (an outlier's score to 0.001 made nearly every outlier its own operation)."""
+    """Scores as stored: to half the tolerance a run compares them with near the outlier threshold
+    and above it, to the tolerance deeper inside a cluster. Either way a stored score is within half
+    the tolerance of the true one, so the next run on the same data rewrites none of them (a deep
+    score rounded up across the band edge is then compared at the tighter tolerance), and the labels
+    a run writes share payloads and group into few engine operations (an outlier's score to 0.001
+    made nearly every outlier its own operation)."""
     near_top = scores >= threshold - TOP_BAND
-    step = np.where(near_top, tolerance / 2, 5 * tolerance / 2)
+    step = np.where(near_top, tolerance / 2, tolerance)
     rounded = np.where(step > 0, np.round(scores / np.where(step > 0, step, 1.0)) * step, scores)
     return np.round(rounded, 4)
 

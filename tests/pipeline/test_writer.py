@@ -103,7 +103,7 @@ def test_stored_scores_stay_within_half_the_tolerance() -> None:
     threshold, tolerance = 0.6, 0.02
     stored = stored_scores(scores, threshold, tolerance)
     near_top = scores >= threshold - 0.15
-    assert np.all(np.abs(stored - scores)[near_top] <= tolerance / 2 + 1e-9)
-    assert np.all(np.abs(stored - scores)[~near_top] <= 5 * tolerance / 2 + 1e-9)
+    assert np.all(np.abs(stored - scores)[near_top] <= tolerance / 4 + 1e-9)
+    assert np.all(np.abs(stored - scores) <= tolerance / 2 + 1e-9)  # the next run rewrites none
     assert len(np.unique(stored[scores > threshold])) <= 0.4 / (tolerance / 2) + 1  # few groups
     assert np.allclose(stored_scores(scores, threshold, 0.0), np.round(scores, 4))  # 0: exact
