@@ -25,7 +25,7 @@ from constellate.pipeline.writer import PAGES_HELD, GroupedWriter
 from constellate.run_lock import Lease, NoLease
 from constellate.store.base import Filter, IsEmpty, Match, MatchAny, VectorPage, VectorStore
 
-TOP_BAND = 0.15  # scores this close below the outlier threshold (or above it) are kept exact
+TOP_BAND = 0.15  # scores this close below the outlier threshold (or above it) are kept to the tolerance
 LABEL_NAMES = ("cluster_id", "is_outlier", "outlier_score", "assigned_by", "label_run")
 
 
@@ -183,16 +183,19 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
 
 
 def stored_scores(scores: np.ndarray, threshold: float, tolerance: float) -> np.ndarray:
-    """Scores as stored: to half the tolerance a run compares them with near the outlier threshold
-    and above it, to the tolerance deeper inside a cluster. Either way a stored score is within half
-    the tolerance of the true one, so the next run on the same data rewrites none of them (a deep
-    score rounded up across the band edge is then compared at the tighter tolerance), and the labels
-    a run writes share payloads and group into few engine operations (an outlier's score to 0.001
-    made nearly every outlier its own operation)."""
-    near_top = scores >= threshold - TOP_BAND
-    step = np.where(near_top, tolerance / 2, tolerance)
-    rounded = np.where(step > 0, np.round(scores / np.where(step > 0, step, 1.0)) * step, scores)
-    return np.round(rounded, 4)
+    """Scores as stored: to 0.001 above the outlier threshold (the ranking of ``/outliers``), to half
+    the tolerance a run compares them with just below it, to the tolerance deeper inside a cluster
+    (never coarser than half the tolerance anywhere, so the next run on the same data rewrites none
+    of them), so that the labels a run writes share payloads and group into few engine operations.
+    A tolerance of 0 stores the scores as computed."""
+    step = np.where(
+        scores > threshold,
+        min(0.001, tolerance / 2),
+        np.where(scores >= threshold - TOP_BAND, tolerance / 2, tolerance),
+    )
+    exact = step <= 0
+    rounded = np.where(exact, scores, np.round(scores / np.where(exact, 1.0, step)) * step)
+    return np.round(rounded, 10)
 
 
 def assign(
