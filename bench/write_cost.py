@@ -30,19 +30,21 @@ TEXT = "I was charged twice for my card payment yesterday, please help"
 GROUP = 4096
 
 
-def labels(slot: str, run: str) -> dict[str, Any]:
+def labels(slot: str, run: str, cluster_id: int = 7, score: float = 0.42) -> dict[str, Any]:
     """One slot's label fields as a run writes them."""
     return {
-        f"{slot}_cluster_id": 7,
-        f"{slot}_is_outlier": False,
-        f"{slot}_outlier_score": 0.42,
+        f"{slot}_cluster_id": cluster_id,
+        f"{slot}_is_outlier": score > 0.7,
+        f"{slot}_outlier_score": score,
         f"{slot}_assigned_by": "recluster",
         f"{slot}_label_run": run,
     }
 
 
-def filled(path: Path, n: int, indexes: dict[str, str]) -> tuple[EdgeCollection, list[str]]:
-    """An optimised shard of ``n`` random points with ticket payloads."""
+def filled(
+    path: Path, n: int, indexes: dict[str, str], optimise: bool = True
+) -> tuple[EdgeCollection, list[str]]:
+    """A shard of ``n`` random points with ticket payloads (optimised unless ``optimise`` is False)."""
     rng = np.random.default_rng(0)
     ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"x{i}")) for i in range(n)]
     shard = EdgeCollection(path)
@@ -51,7 +53,8 @@ def filled(path: Path, n: int, indexes: dict[str, str]) -> tuple[EdgeCollection,
         hi = min(n, lo + 5000)
         vectors = rng.normal(size=(hi - lo, 384)).astype(np.float32)
         shard.upsert(ids[lo:hi], vectors, [{"ticket_id": f"x{i}", "text": TEXT} for i in range(lo, hi)])
-    shard.optimize()
+    if optimise:
+        shard.optimize()
     return shard, sorted(ids)
 
 
@@ -95,22 +98,12 @@ def index_cost(n: int, where: str | None) -> None:
     for dropped in ((), LOW_CARDINALITY, ALL_LABELS):
         indexes = {k: v for k, v in TICKET_INDEXES.items() if not k.endswith(tuple("_" + d for d in dropped))}
         with tempfile.TemporaryDirectory(dir=where) as tmp:
-            shard = EdgeCollection(Path(tmp))
-            shard.create(384, indexes)
-            for lo in range(0, n, 5000):
-                hi = min(n, lo + 5000)
-                vectors = rng.normal(size=(hi - lo, 384)).astype(np.float32)
-                shard.upsert(
-                    ids[lo:hi], vectors, [{"ticket_id": f"x{i}", "text": TEXT} for i in range(lo, hi)]
-                )
+            shard, _ = filled(Path(tmp), n, indexes, optimise=False)
             started = time.perf_counter()
             for (c, sc), members in groups.items():
                 for lo in range(0, len(members), GROUP):
-                    values = {"cluster_id": c, "is_outlier": sc > 0.7, "outlier_score": sc}
-                    values.update(assigned_by="recluster", label_run="r1")
-                    shard.set_payload(
-                        members[lo : lo + GROUP], {f"{s}_{k}": v for s in "ab" for k, v in values.items()}
-                    )
+                    payload = {**labels("a", "r1", c, sc), **labels("b", "r1", c, sc)}
+                    shard.set_payload(members[lo : lo + GROUP], payload)
             us = (time.perf_counter() - started) / n * 1e6
             shard.close()
             print(
