@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from constellate.alerts import ALERT_KIND, Notifier, detect_alerts
-from constellate.clustering import OutlierScale, build_cluster_model
+from constellate.clustering import Fit, OutlierScale, build_cluster_model
 from constellate.config import Settings
 from constellate.edits import list_edits
 from constellate.ids import reserve_ids
@@ -32,7 +32,15 @@ from constellate.optimizer import BackgroundOptimizer
 from constellate.pipeline.counts import Counts, count_labels
 from constellate.pipeline.label import PartResult, assign, copy_labels, label_range, unsettled_filter
 from constellate.pipeline.name import keep_entries, name_clusters
-from constellate.pipeline.plan import FULL, INCREMENTAL, Plan, build_incremental_plan, build_plan, match
+from constellate.pipeline.plan import (
+    FULL,
+    INCREMENTAL,
+    Matched,
+    Plan,
+    build_incremental_plan,
+    build_plan,
+    match,
+)
 from constellate.pipeline.sample import Sample, read_sample
 from constellate.pipeline.switch import abandon_stale_runs, after_switch, catch_up_edits, claim, switch
 from constellate.pipeline.timing import Progress, Stages
@@ -218,12 +226,6 @@ def prepare(
         for name, seconds in fit.seconds.items():
             stages.add(name, seconds, inner=True)
         with stages.stage("match", f"matching {fit.n_clusters} clusters to the live ones"):
-            previous = store.list_clusters(claimed.get("current_run"), with_vector=True)
-            prev_centroids = {
-                int(r.payload["cluster_id"]): r.vector for r in previous if r.vector is not None
-            }
-            first_new = reserve_ids(store, fit.n_clusters + 1)
-            matched = match(sample, fit, prev_centroids, edits, first_new)
             common: dict[str, Any] = {
                 "run_id": run_id,
                 "target": other_slot(live_slot),
@@ -233,29 +235,9 @@ def prepare(
                 "failed_runs": failed_runs,
                 "live_slot": live_slot,
             }
-            tolerance, margin = settings.outlier_score_tolerance, settings.label_stay_margin
-            if mode == FULL:
-                plan = build_plan(
-                    store, sample, fit, matched, tolerance, settings.outlier_share, margin, **common
-                )
-            else:
-                scale = OutlierScale.from_dict(claimed["outlier_scale"])
-                plan = build_incremental_plan(
-                    sample,
-                    fit,
-                    matched.lineage,
-                    previous,
-                    scale,
-                    edits,
-                    tolerance,
-                    margin,
-                    recent_runs=recent_runs,
-                    **common,
-                )
-                rows = assign(sample.vectors, sample.ids, sample.prev_labels, sample.prev_labels >= 0, plan)
-                plan.sample_labels = {
-                    pid: plan.cluster_ids[r] for pid, r in zip(sample.ids, rows, strict=True)
-                }
+            plan, previous, matched = match_and_plan(
+                store, settings, mode, sample, fit, claimed, edits, recent_runs, common
+            )
         with stages.stage("topics", f"grouping {len(plan.cluster_ids)} clusters into topics"):
             live_topics = store.list_clusters(claimed.get("current_run"), with_vector=True, level="topic")
             topics_stage = fit_topics if mode == FULL else keep_topics
@@ -281,6 +263,46 @@ def prepare(
     except BaseException as exc:
         fail(store, record, exc, stages)
         raise
+
+
+def match_and_plan(
+    store: VectorStore,
+    settings: Settings,
+    mode: str,
+    sample: Sample,
+    fit: Fit,
+    claimed: dict[str, Any],
+    edits: list[dict[str, Any]],
+    recent_runs: list[str],
+    common: dict[str, Any],
+) -> tuple[Plan, list[Record], Matched]:
+    """The match stage: the fit's clusters matched to the live ones (edits replayed), and the plan
+    for the labelling pass — a full one, or an incremental one that keeps the live clusters (the
+    sample then takes its labels from it). Also returns the live catalogue and the match."""
+    previous = store.list_clusters(claimed.get("current_run"), with_vector=True)
+    prev_centroids = {int(r.payload["cluster_id"]): r.vector for r in previous if r.vector is not None}
+    first_new = reserve_ids(store, fit.n_clusters + 1)
+    matched = match(sample, fit, prev_centroids, edits, first_new)
+    tolerance, margin = settings.outlier_score_tolerance, settings.label_stay_margin
+    if mode == FULL:
+        plan = build_plan(store, sample, fit, matched, tolerance, settings.outlier_share, margin, **common)
+        return plan, previous, matched
+    scale = OutlierScale.from_dict(claimed["outlier_scale"])
+    plan = build_incremental_plan(
+        sample,
+        fit,
+        matched.lineage,
+        previous,
+        scale,
+        edits,
+        tolerance,
+        margin,
+        recent_runs=recent_runs,
+        **common,
+    )
+    rows = assign(sample.vectors, sample.ids, sample.prev_labels, sample.prev_labels >= 0, plan)
+    plan.sample_labels = {pid: plan.cluster_ids[r] for pid, r in zip(sample.ids, rows, strict=True)}
+    return plan, previous, matched
 
 
 def name_levels(
@@ -388,23 +410,7 @@ def finish(
         raise
     with stages.stage("after_switch", "repairing what changed during the run"):
         try:
-            seen = set(plan.edit_ids)
-            record.update(after_switch(store, plan.run_id, plan.target, seen, plan.failed_runs))
-            record["edits_seen"] = sorted(seen)  # in this run's catalogue (incremental runs keep it)
-            if not plan.first_run:
-                record["copied"] = copy_labels(
-                    store, plan.run_id, plan.target, page_size=settings.recluster_page_size
-                )
-                # an edit made while the copy ran may have had its other-slot labels overwritten by
-                # it: apply the late ones again (idempotent)
-                late = catch_up_edits(store, seen)
-                record["late_edits"] += len(late)
-                record["edits_seen"] = sorted(seen | set(late))
-            store.prune_clusters(keep_run_id=plan.run_id)
-            store.prune_map(keep_run_id=plan.run_id)
-            store.prune_records("run", settings.keep_runs)
-            store.prune_records(ALERT_KIND, settings.keep_alerts)
-            record["after_switch_done"] = True
+            _repair_and_prune(store, settings, plan, record)
         except Exception as exc:  # switched already: the next run repairs the rest
             log.exception("after-switch repair failed")
             record["after_switch_error"] = f"{type(exc).__name__}: {exc}"
@@ -422,6 +428,28 @@ def finish(
     if optimizer is not None:  # last: the embedded engine's optimize holds the GIL while it runs
         optimizer.request()
     return record
+
+
+def _repair_and_prune(store: VectorStore, settings: Settings, plan: Plan, record: dict[str, Any]) -> None:
+    """After the switch: repair what changed during the run, copy its labels into the other slot,
+    re-apply edits the copy may have overwritten, and prune old catalogues, maps, runs and alerts."""
+    seen = set(plan.edit_ids)
+    record.update(after_switch(store, plan.run_id, plan.target, seen, plan.failed_runs))
+    record["edits_seen"] = sorted(seen)  # in this run's catalogue (incremental runs keep it)
+    if not plan.first_run:
+        record["copied"] = copy_labels(
+            store, plan.run_id, plan.target, page_size=settings.recluster_page_size
+        )
+        # an edit made while the copy ran may have had its other-slot labels overwritten by it:
+        # apply the late ones again (idempotent)
+        late = catch_up_edits(store, seen)
+        record["late_edits"] += len(late)
+        record["edits_seen"] = sorted(seen | set(late))
+    store.prune_clusters(keep_run_id=plan.run_id)
+    store.prune_map(keep_run_id=plan.run_id)
+    store.prune_records("run", settings.keep_runs)
+    store.prune_records(ALERT_KIND, settings.keep_alerts)
+    record["after_switch_done"] = True
 
 
 def fail(store: VectorStore, record: dict[str, Any], exc: BaseException, stages: Stages) -> None:
