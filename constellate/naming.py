@@ -106,14 +106,16 @@ class KeyBERTNamer:
         self.phrase_encoded = phrase_encoded
         self.phrase_length_bonus = phrase_length_bonus
         self.kw = KeyBERT(model=_keybert_backend(embedder))
-        self._vectors: dict[str, np.ndarray] = {}  # terms and phrases embedded, oldest first
+        self._vectors: dict[str, np.ndarray] = {}  # terms and phrases embedded, least recently used first
         self._lock = threading.Lock()
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors of short ``texts``, each embedded once per :data:`EMBED_CACHE` recent ones
-        (keywords and phrases share many; unchanged clusters ask for the same ones again)."""
+        """Vectors of short ``texts``, each embedded once while it stays among the
+        :data:`EMBED_CACHE` most recently used (keywords and phrases share many; unchanged clusters
+        ask for the same ones again, so the terms every run asks for are never evicted)."""
         with self._lock:  # the hits are taken now: another thread may evict them meanwhile
-            known = {t: self._vectors[t] for t in dict.fromkeys(texts) if t in self._vectors}
+            known = {t: self._vectors.pop(t) for t in dict.fromkeys(texts) if t in self._vectors}
+            self._vectors.update(known)  # a hit becomes the most recently used
         missing = [t for t in dict.fromkeys(texts) if t not in known]
         fresh = embed_short(self.embedder, missing) if missing else np.zeros((0, 0), dtype=np.float32)
         known.update(zip(missing, fresh, strict=True))

@@ -248,6 +248,20 @@ def test_candidates_are_embedded_once_and_the_cache_stays_bounded(hash_embedder,
     assert len(namer._vectors) == 10
 
 
+def test_the_cache_evicts_the_least_recently_used_vector(hash_embedder, monkeypatch) -> None:
+    """A term asked for by every naming stays cached however many others pass through."""
+    monkeypatch.setattr(naming, "EMBED_CACHE", 3)
+    counting = CountingEmbedder(hash_embedder)
+    namer = KeyBERTNamer(counting)
+    namer._embed(["card", "atm", "fee"])
+    namer._embed(["card"])  # a hit: "card" is now the most recently used
+    namer._embed(["refund"])  # evicts "atm", the least recently used (oldest inserted: "card")
+    counting.asked.clear()
+    namer._embed(["card", "fee", "refund"])
+    assert counting.asked == []
+    assert list(namer._vectors) == ["card", "fee", "refund"]
+
+
 def test_a_cached_vector_evicted_by_another_naming_meanwhile_is_still_returned(
     hash_embedder, monkeypatch
 ) -> None:
