@@ -484,7 +484,11 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     warm_up_in_background(settings)  # the first scheduled run finds the clustering kernels compiled
     celery_app = make_celery(settings, url, store=store, namer=namer)
     celery_app.finalize()
-    celery_app.set_current()  # the worker and beat below use this app
+    # the worker and beat below use this app; the default too, not only the current one: the current
+    # app is per thread, and a worker thread that fell back to the default app (no result backend)
+    # never stored its tasks' results, so a `constellate recluster` handed to `up` never got its answer
+    celery_app.set_current()
+    celery_app.set_default()
     worker = WorkController(
         app=celery_app, pool="solo", concurrency=1, without_mingle=True, without_gossip=True, loglevel="INFO"
     )

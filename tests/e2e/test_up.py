@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from constellate.datasets import load_banking77
-from tests.e2e.helpers import http, metric, post_texts, start_up, stop_process, wait_for
+from tests.e2e.helpers import http, metric, post_texts, spawn, start_up, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +59,15 @@ def test_constellate_up_end_to_end(tmp_path) -> None:
         status, outliers = http("GET", f"{base}/outliers?limit=20")
         assert status == 200 and len(outliers["outliers"]) == 20
         assert all(o["is_outlier"] for o in outliers["outliers"])
+
+        # `constellate recluster` while `up` holds the store: handed to up's worker, and its answer comes
+        # back (up's worker runs in a thread: it once stored no results, and the CLI waited in vain)
+        cli = spawn(["recluster", "--json", "--data-dir", str(tmp_path / "d")], {}, tmp_path / "cli.log")
+        code = cli.wait(300)
+        said = (tmp_path / "cli.log").read_text()
+        assert code == 0, said[-2000:]
+        answer = json.loads(said[said.index("{") : said.rindex("}") + 1])
+        assert answer["status"] in ("succeeded", "skipped"), answer
     finally:
         code = stop_process(proc)
     assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
