@@ -242,7 +242,8 @@ class EdgeCollection:
         response = self.shard.facet(
             qe.FacetRequest(key, limit=limit, exact=True, filter=to_edge_filter(filter))
         )
-        return {hit.value: int(hit.count) for hit in response.hits}
+        # values whose last point moved away are still listed, with a count of 0
+        return {hit.value: int(hit.count) for hit in response.hits if hit.count}
 
     def optimize(self) -> None:
         if self._shard is not None:

@@ -116,6 +116,8 @@ def test_one_payload_for_many_points_in_one_call(store) -> None:
     assert store.facet("a_cluster_id") == {7: 6, 8: 4}
     assert store.count(Filter(must=(Match("a_is_outlier", True),))) == 4
     assert store.get_ticket("t0").payload["text"] == "ticket 0"  # merged, not replaced
+    store.set_payload_ids(ids[6:], {"a_cluster_id": 7})
+    assert store.facet("a_cluster_id") == {7: 10}  # a value no point holds any more is not listed
 
 
 def test_near_ids_finds_every_point_above_the_threshold(store) -> None:
