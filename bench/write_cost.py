@@ -1,6 +1,6 @@
 """What one label write costs in qdrant-edge: first write vs rewrite, label fields indexed or not.
 
-    .venv/bin/python -m bench.write_cost [N] [DIR] [indexes]
+    .venv/bin/python -m bench.write_cost [N] [DIR] [indexes|sparse]
 
 Fills a shard on disk (under DIR, default the system temp dir) with N random points carrying a
 ticket's text, optimises it, then writes label payloads in groups of 4,096 ids as a run does:
@@ -8,7 +8,8 @@ both slots for the first time, one slot again, one field again. Run once with th
 indexed (as the store creates them) and once without. With ``indexes``: an unoptimised shard (as
 the bench's 1M store), label payloads grouped by (cluster, score) as a run writes them, both slots
 written once with every label index, without the three low-cardinality keyword indexes, and with
-none. Figures in docs/scaling.md and docs/benchmarks.md.
+none. With ``sparse``: the same first write with every label value stored vs the sparse label
+fields a run writes now (docs/architecture.md). Figures in docs/scaling.md and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import qdrant_edge as qe
 
 from constellate.store.base import TICKET_INDEXES
 from constellate.store.edge import EdgeCollection
@@ -112,10 +114,55 @@ def index_cost(n: int, where: str | None) -> None:
             )
 
 
+def every_value(slot: str, run: str, cluster_id: int, score: float) -> dict[str, Any]:
+    """A first run's label with every value stored (before the sparse label fields)."""
+    return {
+        **labels(slot, run, cluster_id, score),
+        f"{slot}_is_outlier__kw": "true" if score > 0.7 else "false",
+    }
+
+
+def sparse(slot: str, run: str, cluster_id: int, score: float) -> dict[str, Any]:
+    """A first run's label as it is written now: no run id, no assigned_by, the twin only if flagged."""
+    flagged = {f"{slot}_is_outlier__kw": "true"} if score > 0.7 else {}
+    return {
+        f"{slot}_cluster_id": cluster_id,
+        f"{slot}_outlier_score": score,
+        f"{slot}_is_outlier": score > 0.7,
+        **flagged,
+    }
+
+
+def sparse_cost(n: int, where: str | None) -> None:
+    """Microseconds per point for a first write of both slots, every label index in place: every
+    value stored vs the sparse fields (written to the shard directly, so the adapter adds no twin)."""
+    rng = np.random.default_rng(0)
+    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"x{i}")) for i in range(n)]
+    groups: dict[tuple[int, float], list[str]] = {}
+    scores = np.round(rng.random(n) * 0.8 / 0.05) * 0.05
+    for pid, c, sc in zip(ids, rng.integers(0, 100, n).tolist(), scores.tolist(), strict=True):
+        groups.setdefault((c, sc), []).append(pid)
+    indexes = {k: ("keyword" if v == "bool" else v) for k, v in TICKET_INDEXES.items()}
+    indexes = {(k + "__kw" if TICKET_INDEXES[k] == "bool" else k): v for k, v in indexes.items()}
+    for name, make in (("every value", every_value), ("sparse", sparse)):
+        with tempfile.TemporaryDirectory(dir=where) as tmp:
+            shard, _ = filled(Path(tmp), n, indexes, optimise=False)
+            started = time.perf_counter()
+            for (c, sc), members in groups.items():
+                payload = {**make("a", "r1", c, sc), **make("b", "r1", c, sc)}
+                for lo in range(0, len(members), GROUP):
+                    shard.shard.update(qe.UpdateOperation.set_payload(members[lo : lo + GROUP], payload))
+            us = (time.perf_counter() - started) / n * 1e6
+            shard.close()
+            print(f"first write of both slots, {name}: {us:.1f} us/point", flush=True)
+
+
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     folder = sys.argv[2] if len(sys.argv) > 2 else None
     if len(sys.argv) > 3 and sys.argv[3] == "indexes":
         index_cost(size, folder)
+    elif len(sys.argv) > 3 and sys.argv[3] == "sparse":
+        sparse_cost(size, folder)
     else:
         main(size, folder)

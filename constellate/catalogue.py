@@ -52,7 +52,7 @@ class Live:
 
     def view(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A stored ticket as readers see it."""
-        return ticket_view(payload, self.slot, self.names, self.topics)
+        return ticket_view(payload, self.slot, self.names, self.topics, self.state.get("first_run"))
 
 
 class NameCache:

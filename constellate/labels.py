@@ -12,14 +12,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from constellate.store.base import Condition, Filter, Match, MatchAny
+from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny
 
 SLOTS = ("a", "b")
 LABEL_FIELDS = ("cluster_id", "is_outlier", "outlier_score", "label_run", "assigned_by")
 TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
 NOT_OUTLIER = "outlier_override"  # ticket payload field; "no" = a human said it is not an outlier
-RECLUSTER = "recluster"  # assigned_by of labels a run wrote
+RECLUSTER = "recluster"  # assigned_by of labels a run wrote, as readers see it (not stored, below)
 INGEST = "ingest"  # assigned_by of nearest-centroid guesses made at ingest (and after a switch)
+# What is stored is sparse, because a keyword index's cost per point written grows with the number
+# of points sharing a value (docs/scaling.md): a label a run wrote stores no ``assigned_by`` (only a
+# guess stores "ingest"), and the engine adapters keep the outlier flag's filter twin only for
+# outliers. Filters therefore ask "not a guess" and "not flagged" rather than for the common value.
+
+
+def by_a_run(payload: Mapping[str, Any], slot: str) -> bool:
+    """Whether ``payload`` holds, in ``slot``, a label a run wrote (not a guess made at ingest)."""
+    cid = payload.get(slot_field(slot, "cluster_id"))
+    labelled = isinstance(cid, int) and not isinstance(cid, bool)
+    return labelled and payload.get(slot_field(slot, "assigned_by")) != INGEST
 
 
 def slot_field(slot: str, name: str) -> str:
@@ -52,13 +63,18 @@ def ticket_view(
     slot: str | None,
     names: Mapping[int, str] | None = None,
     topics: Mapping[int, int] | None = None,
+    first_run: str | None = None,
 ) -> dict[str, Any]:
     """A ticket as readers see it: its fields plus the live slot's labels under plain names, the
     cluster's name from the live catalogue (``names``), and its cluster's topic (``topics``: cluster
-    id -> topic id; topic names are in ``names`` too)."""
+    id -> topic id; topic names are in ``names`` too). A label the first run wrote names no run on
+    the ticket (see :mod:`constellate.pipeline.label`): it shows ``first_run``."""
     view = {k: payload.get(k) for k in TICKET_FIELDS}
     for name in LABEL_FIELDS:
         view[name] = payload.get(slot_field(slot, name)) if slot else None
+    if slot and by_a_run(payload, slot):
+        view["assigned_by"] = RECLUSTER
+        view["label_run"] = view["label_run"] or first_run
     cid = view["cluster_id"]
     known = isinstance(cid, int) and not isinstance(cid, bool)
     view["cluster_name"] = (names or {}).get(cid) if known else None
@@ -85,6 +101,8 @@ def label_filter(
         must.append(Match(slot_field(slot, "cluster_id"), int(cluster_id)))
     if cluster_ids is not None:
         must.append(MatchAny(slot_field(slot, "cluster_id"), tuple(int(c) for c in cluster_ids)))
-    if is_outlier is not None:
-        must.append(Match(slot_field(slot, "is_outlier"), bool(is_outlier)))
-    return Filter(must=tuple(must))
+    flag = Match(slot_field(slot, "is_outlier"), True)  # only the flag is indexed, not its absence
+    if is_outlier:
+        must.append(flag)
+    unflagged = (flag, IsEmpty(slot_field(slot, "cluster_id")))  # labelled, and not an outlier
+    return Filter(must=tuple(must), must_not=unflagged if is_outlier is False else ())

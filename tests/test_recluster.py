@@ -7,15 +7,15 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from constellate.config import Settings
-from constellate.labels import label_filter, slot_field
+from constellate.labels import both_slots, label_filter, slot_field
 from constellate.naming import KeyBERTNamer
 from constellate.pipeline import recluster
 from constellate.pipeline.sample import read_sample
 from constellate.status import store_status
-from constellate.store import Filter, Match, edge_store
+from constellate.store import Filter, IsEmpty, Match, edge_store
 from constellate.tickets import point_id
 from tests.topics import topic_data
-from tests.views import view
+from tests.views import all_views, view
 
 
 @pytest.fixture
@@ -166,6 +166,72 @@ def test_a_run_that_dies_half_way_leaves_the_old_labels_live(filled, small_setti
     after = recluster(store, small_settings, namer=namer)
     assert after["status"] == "succeeded" and after["n_points"] == 330
     assert store.get_state()["current_run"] == after["run_id"]
+
+
+def test_a_first_run_that_dies_half_way_is_rewritten_whole_by_the_next(
+    filled, small_settings, hash_embedder
+) -> None:
+    store, _, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    with pytest.raises(RuntimeError, match="killed"):
+        recluster(_DiesMidWrite(store), small_settings, namer=namer)
+    assert store.get_state().get("current_run") is None
+    # its labels name no run (a first run writes no label_run): they are found by being a first run's
+    stray = Filter(must_not=(IsEmpty(slot_field("a", "cluster_id")),))
+    assert 0 < store.count(stray) < 300
+    run = recluster(store, small_settings, namer=namer)
+    assert run["status"] == "succeeded" and run["written"] == 300 and run["unchanged"] == 0
+    live_ids = {int(k) for k in run["sizes"]}
+    for slot in ("a", "b"):  # both slots hold this run's labels, so the next run diffs against them
+        used = set(store.facet(slot_field(slot, "cluster_id")))
+        assert used <= live_ids
+        assert store.count(Filter(must=(IsEmpty(slot_field(slot, "cluster_id")),))) == 0
+    # the first run's labels carry no run id (no posting of every ticket under one value); readers
+    # see the run's id all the same
+    assert store.count(Filter(must=(Match(slot_field("a", "label_run"), run["run_id"]),))) == 0
+    assert {v["label_run"] for v in all_views(store).values()} == {run["run_id"]}
+
+
+def test_a_late_label_of_a_superseded_first_run_is_relabelled_after_the_switch(
+    filled, small_settings, hash_embedder
+) -> None:
+    """Two first runs: the one superseded mid-write has a write in flight that lands after the newer
+    one labelled that ticket. Its label names no run; its cluster id is in no catalogue."""
+    store, tickets, _ = filled
+    late = both_slots({"cluster_id": 987_654, "is_outlier": False, "outlier_score": 0.1})
+
+    def progress(message: str) -> None:
+        if message.startswith("switch:"):
+            store.set_payload_ids([point_id(tickets[0].id)], late)
+
+    run = recluster(store, small_settings, namer=KeyBERTNamer(hash_embedder), progress=progress)
+    assert run["status"] == "succeeded" and run["relabelled"] == 1  # that ticket, no other
+    seen = view(store, tickets[0].id)
+    assert seen["cluster_id"] in {int(k) for k in run["sizes"]} and seen["assigned_by"] == "ingest"
+    assert 987_654 not in store.facet(slot_field(store.get_state()["slot"], "cluster_id"))
+
+
+def test_a_late_label_landing_after_the_repair_is_not_skipped_over(
+    filled, small_settings, hash_embedder
+) -> None:
+    """The same late write, landing after the switch's repair on a store where nothing else changes:
+    the next scheduled run is not skipped as 'nothing changed', and its repair relabels the ticket."""
+    store, tickets, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    settings = small_settings.model_copy(update={"recluster_mode": "incremental"})
+    first = recluster(store, settings, namer=namer)
+    quiet = recluster(store, settings, namer=namer)
+    assert quiet["status"] == "skipped", quiet
+    store.set_payload_ids(
+        [point_id(tickets[0].id)],
+        both_slots({"cluster_id": 987_654, "is_outlier": False, "outlier_score": 0.1}),
+    )
+    again = recluster(store, settings, namer=namer)
+    assert again["status"] == "succeeded" and again["mode"] == "incremental" and again["relabelled"] == 1
+    assert view(store, tickets[0].id)["cluster_id"] in {int(k) for k in first["sizes"]}
+    # the repair's label is a guess against the live run, which the next run settles; then quiet
+    assert recluster(store, settings, namer=namer)["written"] <= 1
+    assert recluster(store, settings, namer=namer)["status"] == "skipped"
 
 
 def test_runs_left_running_by_a_dead_process_are_marked_failed(filled, small_settings) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from constellate.labels import INGEST, NOT_OUTLIER, RECLUSTER, SLOTS, other_slot, slot_field, slot_payload
+from constellate.labels import INGEST, NOT_OUTLIER, SLOTS, by_a_run, other_slot, slot_field, slot_payload
 from constellate.pipeline.plan import FULL, Plan
 from constellate.pipeline.writer import PAGES_HELD, GroupedWriter
 from constellate.run_lock import Lease, NoLease
@@ -138,10 +138,11 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
     failed = set(plan.failed_runs)
     n = len(page.ids)
     old_ids = np.fromiter((_int(p.get(keys["cluster_id"])) for p in page.payloads), dtype=np.int64, count=n)
-    # a label a failed run wrote is rewritten even if equal, so it names a run that switched
+    # a label a failed run wrote is rewritten even if equal, so it names a run that switched; in a
+    # first run no label is a switched run's (a failed first run's labels name no run, see below)
     by_run = np.fromiter(
         (
-            p.get(keys["assigned_by"]) == RECLUSTER and p.get(keys["label_run"]) not in failed
+            not plan.first_run and by_a_run(p, target) and p.get(keys["label_run"]) not in failed
             for p in page.payloads
         ),
         dtype=bool,
@@ -168,16 +169,23 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
     allowed = np.where(near_top, plan.tolerance, 5 * plan.tolerance)
     changed = (old_ids != new_ids) | flips | ~(np.abs(old_scores - scores) <= allowed) | ~by_run
     stored = stored_scores(scores, plan.scale.threshold, plan.tolerance)
+    # A run's label stores no assigned_by (None clears a guess's "ingest"; see constellate.labels).
+    # A first run writes both slots (no reader uses either yet), and names no run: nothing needs to
+    # find its labels by run (no copy between slots follows; after a failed first run the next is a
+    # first run again and rewrites every label), and one value every ticket shares is the costliest
+    # entry a keyword index keeps. Its tickets held no label before, so it clears nothing either.
     slots = SLOTS if plan.first_run else (target,)
+    run = {} if plan.first_run else {"label_run": plan.run_id, "assigned_by": None}
     writes = []
     for i in np.flatnonzero(changed):
         values = {
             "cluster_id": int(new_ids[i]),
             "is_outlier": bool(flags[i]),
             "outlier_score": float(stored[i]),
-            "assigned_by": RECLUSTER,
-            "label_run": plan.run_id,
+            **run,
         }
+        if plan.first_run and page.payloads[i].get(keys["assigned_by"]) is not None:
+            values["assigned_by"] = None  # marked a guess when it was stored again before this run
         writes.append((page.ids[i], {k: v for slot in slots for k, v in slot_payload(slot, values).items()}))
     return writes
 
@@ -257,11 +265,11 @@ def copy_labels(
     readers see; idempotent, so a run can finish a copy its predecessor did not). Returns how many."""
     dest = dest or other_slot(source)
     flt = Filter(
-        must=(
-            Match(slot_field(source, "label_run"), run_id),
-            Match(slot_field(source, "assigned_by"), RECLUSTER),
+        must=(Match(slot_field(source, "label_run"), run_id),),
+        must_not=(
+            Match(slot_field(dest, "label_run"), run_id),
+            Match(slot_field(source, "assigned_by"), INGEST),
         ),
-        must_not=(Match(slot_field(dest, "label_run"), run_id),),
     )
     fields = [slot_field(source, n) for n in LABEL_NAMES]
     copied = 0

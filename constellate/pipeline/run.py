@@ -42,7 +42,14 @@ from constellate.pipeline.plan import (
     match,
 )
 from constellate.pipeline.sample import Sample, read_sample
-from constellate.pipeline.switch import abandon_stale_runs, after_switch, catch_up_edits, claim, switch
+from constellate.pipeline.switch import (
+    abandon_stale_runs,
+    after_switch,
+    catch_up_edits,
+    claim,
+    switch,
+    unknown_cluster_ids,
+)
 from constellate.pipeline.timing import Progress, Stages
 from constellate.pipeline.topics import fit_topics, keep_topics, topic_view
 from constellate.run_lock import Lease, NoLease
@@ -153,12 +160,17 @@ def nothing_changed(store: VectorStore, state: dict[str, Any], failed_runs: Sequ
     """True when an incremental run would find what the live run found: no ticket is unsettled
     (new, guessed at ingest, re-ingested, or written by a failed run) and none was deleted. The fit
     is seeded and its sample would be the same tickets, so the run is skipped instead (two counts on
-    indexed fields). Edits need no run: they change the live catalogue and labels themselves."""
+    indexed fields), nor does any live label name a cluster the live catalogue lacks (a superseded
+    first run's write landing after the repair of the switch that beat it: one facet, and the run's
+    after-switch repair relabels it). Edits need no run: they change the live catalogue and labels
+    themselves."""
     live = store.get_run(state["current_run"]) or {}
     target = other_slot(state.get("slot"))
     if store.count(unsettled_filter(state.get("slot"), target, failed_runs)):
         return False
-    return store.count() == int(live.get("n_points", -1))
+    if store.count() != int(live.get("n_points", -1)):
+        return False
+    return not unknown_cluster_ids(store, state["current_run"], state["slot"])
 
 
 def prepare(
@@ -396,6 +408,7 @@ def finish(
                     "next_cluster_id": plan.next_id,
                     "outlier_scale": plan.scale.to_dict(),
                     "tickets_at_run": counts.n,
+                    "first_run": plan.run_id if plan.first_run else state.get("first_run"),
                     "runs_since_rebase": 0 if rebase else int(state.get("runs_since_rebase", 0)) + 1,
                     "rebase_run": plan.run_id if rebase else state.get("rebase_run"),
                     "rebase_tickets": counts.n if rebase else state.get("rebase_tickets", counts.n),

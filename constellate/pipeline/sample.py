@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from constellate.labels import NOT_OUTLIER, RECLUSTER, slot_field
+from constellate.labels import NOT_OUTLIER, by_a_run, slot_field
 from constellate.store.base import VectorStore
 
 _NAMESPACE = uuid.UUID("3c5a9d2e-7f41-5b8c-a06d-1e2f3a4b5c6d")
@@ -67,9 +67,8 @@ def read_sample(store: VectorStore, size: int, live_slot: str | None, seed: int,
             break
     prev, runs = [], []
     for p in payloads:
-        value = p.get(key) if key else None
-        known = isinstance(value, int) and not isinstance(value, bool) and p.get(by) == RECLUSTER
-        prev.append(int(value) if known else -1)
+        known = live_slot is not None and by_a_run(p, live_slot)
+        prev.append(int(p[key]) if known and key else -1)
         runs.append(str(p.get(run)) if known and run and p.get(run) else None)
     return Sample(
         ids=ids,

@@ -139,20 +139,39 @@ def catch_up_edits(store: VectorStore, seen: set[str]) -> list[str]:
     return [e["edit_id"] for e in late]
 
 
+def unknown_cluster_ids(store: VectorStore, run_id: str, slot: str) -> tuple[int, ...]:
+    """Cluster ids labels in ``slot`` hold that neither ``run_id``'s catalogue nor a stored edit
+    names: one facet over the index (bounded by the number of cluster ids, not of tickets), read
+    before the catalogue and the edits (a human split writes its edit record, then the tickets' new
+    id, then its catalogue entry, so an id the facet sees is in one of the two when they are read)."""
+    used = [int(c) for c in store.facet(slot_field(slot, "cluster_id"))]
+    known = {int(r.payload["cluster_id"]) for r in store.list_clusters(run_id)}
+    unknown = [c for c in used if c not in known]
+    if unknown:  # the edits are read only then (normally never)
+        named = {int(e[f]) for e in list_edits(store) for f in ("cluster_id", "into") if e.get(f) is not None}
+        unknown = [c for c in unknown if c not in named]
+    return tuple(sorted(unknown))
+
+
 def relabel_strays(
     store: VectorStore, run_id: str, slot: str, failed_runs: list[str], page: int = 1024
 ) -> int:
     """Relabel, against the run just switched to, every ticket whose live label names another run (or
     none): stored during the run without a label, labelled at ingest against an older run, or
-    labelled by a failed run that wrote before it stopped."""
+    labelled by a failed run that wrote before it stopped — found by its run id, or, for a failed
+    first run (whose labels name no run), by a cluster id the live catalogue does not hold."""
     assigner = CentroidAssigner(store)
+    key = slot_field(slot, "cluster_id")
     label_run, by = slot_field(slot, "label_run"), slot_field(slot, "assigned_by")
     filters = [
-        Filter(must=(IsEmpty(slot_field(slot, "cluster_id")),)),
+        Filter(must=(IsEmpty(key),)),
         Filter(must=(Match(by, INGEST),), must_not=(Match(label_run, run_id),)),
     ]
     if failed_runs:
         filters.append(Filter(must=(MatchAny(label_run, tuple(failed_runs)),)))
+    unknown = unknown_cluster_ids(store, run_id, slot)
+    if unknown:
+        filters.append(Filter(must=(MatchAny(key, unknown),)))
     done = 0
     for flt in filters:
         # read first, then write: relabelled tickets leave the filter, which would shift the pages

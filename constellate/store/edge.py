@@ -33,13 +33,16 @@ _SCHEMA = {
 
 
 # qdrant-edge-py 0.9 turns a Python bool in MatchValue into an integer, so a bool field never
-# matches. Every bool written gets a keyword twin ("true"/"false") that filters use instead; the
-# twin is hidden from readers.
+# matches. A bool written true gets a keyword twin ("true") that filters use instead; written false,
+# its twin is cleared (None), not set to "false": the common value would be the costliest entry of
+# the twin's index (a keyword index's cost per point grows with the points sharing a value), so a
+# filter can ask for a true flag or for its absence (must_not), not for a false one. The twin is
+# hidden from readers.
 _BOOL_TWIN = "__kw"
 
 
 def _with_bool_twins(payload: dict[str, Any]) -> dict[str, Any]:
-    twins = {k + _BOOL_TWIN: "true" if v else "false" for k, v in payload.items() if isinstance(v, bool)}
+    twins = {k + _BOOL_TWIN: "true" if v else None for k, v in payload.items() if isinstance(v, bool)}
     return {**payload, **twins} if twins else payload
 
 
@@ -51,8 +54,9 @@ def _condition(cond: Condition) -> qe.FieldCondition | qe.IsEmptyCondition:
     if isinstance(cond, IsEmpty):
         return qe.IsEmptyCondition(cond.key)
     if isinstance(cond, Match) and isinstance(cond.value, bool):
-        twin = "true" if cond.value else "false"
-        return qe.FieldCondition(cond.key + _BOOL_TWIN, match=qe.MatchValue(twin))
+        if not cond.value:
+            raise StoreError(f"filter {cond.key} = false is not kept: ask must_not {cond.key} = true")
+        return qe.FieldCondition(cond.key + _BOOL_TWIN, match=qe.MatchValue("true"))
     if isinstance(cond, Match):
         return qe.FieldCondition(cond.key, match=qe.MatchValue(cond.value))
     if isinstance(cond, MatchAny):

@@ -17,7 +17,7 @@ from constellate.config import Settings
 from constellate.datasets import load_banking77
 from constellate.ingest import ingest_tickets
 from constellate.labels import slot_field
-from constellate.store import Filter, Match, edge_store
+from constellate.store import Filter, IsEmpty, Match, edge_store
 from constellate.tickets import Ticket
 from tests.e2e.helpers import stop_process, wait_for
 from worker import RECLUSTER_TASK
@@ -94,8 +94,13 @@ def test_a_part_whose_worker_dies_is_redelivered_and_the_run_switches_once(
         run = store.get_run(run_id)
         assert run["status"] == "succeeded" and run["parts"] == 2 and run["n_points"] == len(texts)
         assert len(store.list_runs()) == 1
-        labelled = Filter(must=(Match(slot_field(state["slot"], "label_run"), run_id),))
-        assert store.count(labelled) == len(texts)  # every ticket written by this run, none lost
+        # every ticket labelled, each with a cluster of this run (a first run's labels name no run)
+        key = slot_field(state["slot"], "cluster_id")
+        assert store.count(Filter(must=(IsEmpty(key),))) == 0 and store.count() == len(texts)
+        guessed = Filter(must=(Match(slot_field(state["slot"], "assigned_by"), "ingest"),))
+        assert store.count(guessed) == 0  # written by the parts, none left to the after-switch repair
+        used = set(store.facet(key))
+        assert used and used <= {int(r.payload["cluster_id"]) for r in store.list_clusters(run_id)}
     finally:
         store.close()
     print(f"\nkilled mid-part; run switched {redelivered_after:.1f} s after the kill")

@@ -7,6 +7,7 @@ import pytest
 
 from constellate.exceptions import StoreError
 from constellate.store import DateRange, Filter, IsEmpty, Match, MatchAny, edge_store
+from constellate.store.edge import EdgeCollection
 from constellate.tickets import Ticket, point_id
 
 DIM = 8
@@ -95,10 +96,13 @@ def test_set_payloads_merges_fields_and_filters_see_them(store) -> None:
     assert t4["a_cluster_id"] == 1 and t4["a_is_outlier"] is True
     assert store.count(Filter(must=(Match("a_cluster_id", 0),))) == 4
     assert store.count(Filter(must=(Match("a_is_outlier", True),))) == 1
-    assert store.count(Filter(must=(Match("a_is_outlier", False),))) == 9
+    assert store.count(Filter(must_not=(Match("a_is_outlier", True),))) == 9
     assert store.facet("a_cluster_id") == {0: 4, 1: 3, 2: 3}
     both = Filter(must=(MatchAny("a_cluster_id", (1, 2)),), must_not=(Match("a_is_outlier", True),))
     assert store.count(both) == 5
+    store.set_payloads([(ids[4], {"a_is_outlier": False})])  # a flag cleared leaves no match behind
+    assert store.count(Filter(must=(Match("a_is_outlier", True),))) == 0
+    assert store.get_ticket("t4").payload["a_is_outlier"] is False
     store.upsert_tickets(_tickets(2, prefix="late"), _vectors(2, seed=4))
     unlabelled = Filter(must=(IsEmpty("a_cluster_id"),))
     assert store.count(unlabelled) == 2
@@ -106,6 +110,20 @@ def test_set_payloads_merges_fields_and_filters_see_them(store) -> None:
         p.payloads[0]["ticket_id"]
         for p in store.iter_vectors(page_size=1, fields=["ticket_id"], filter=unlabelled)
     } == {"late0", "late1"}
+
+
+def test_a_filter_for_a_false_flag_is_refused_by_the_edge_adapter(store) -> None:
+    """Its twin of a false flag is cleared (a value most points share costs the index most), so a
+    filter for false would match nothing: it is refused, and must_not true is the way to ask."""
+    store.ensure_collections(DIM)
+    ids = store.upsert_tickets(_tickets(2), _vectors(2))
+    store.set_payload_ids(ids, {"a_is_outlier": False})
+    false = Filter(must=(Match("a_is_outlier", False),))
+    if isinstance(store.tickets, EdgeCollection):
+        with pytest.raises(StoreError, match="must_not"):
+            store.count(false)
+    else:  # a server filters bools natively
+        assert store.count(false) == 2
 
 
 def test_one_payload_for_many_points_in_one_call(store) -> None:
