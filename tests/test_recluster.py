@@ -192,6 +192,24 @@ def test_a_first_run_that_dies_half_way_is_rewritten_whole_by_the_next(
     assert {v["label_run"] for v in all_views(store).values()} == {run["run_id"]}
 
 
+def test_a_first_run_clears_the_run_id_an_older_failed_first_run_left(
+    filled, small_settings, hash_embedder
+) -> None:
+    """A store from before first runs stopped naming theirs: a failed first run's labels carry its
+    id. The next first run clears it, so no after-switch repair takes them for a failed run's."""
+    store, tickets, _ = filled
+    store.save_run({"run_id": "run-old", "started_at": "2026-01-01T00:00:00Z", "status": "failed"})
+    old = both_slots(
+        {"cluster_id": 5, "is_outlier": False, "label_run": "run-old", "assigned_by": "recluster"}
+    )
+    store.set_payload_ids([point_id(t.id) for t in tickets[:50]], old)
+    run = recluster(store, small_settings, namer=KeyBERTNamer(hash_embedder))
+    assert run["status"] == "succeeded" and run["relabelled"] == 0
+    for slot in ("a", "b"):
+        assert store.count(Filter(must=(Match(slot_field(slot, "label_run"), "run-old"),))) == 0
+    assert {v["assigned_by"] for v in all_views(store).values()} == {"recluster"}
+
+
 def test_a_late_label_of_a_superseded_first_run_is_relabelled_after_the_switch(
     filled, small_settings, hash_embedder
 ) -> None:

@@ -173,7 +173,7 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
     # A first run writes both slots (no reader uses either yet), and names no run: nothing needs to
     # find its labels by run (no copy between slots follows; after a failed first run the next is a
     # first run again and rewrites every label), and one value every ticket shares is the costliest
-    # entry a keyword index keeps. Its tickets held no label before, so it clears nothing either.
+    # entry a keyword index keeps. It clears only what an earlier label left (below).
     slots = SLOTS if plan.first_run else (target,)
     run = {} if plan.first_run else {"label_run": plan.run_id, "assigned_by": None}
     writes = []
@@ -184,8 +184,9 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
             "outlier_score": float(stored[i]),
             **run,
         }
-        if plan.first_run and page.payloads[i].get(keys["assigned_by"]) is not None:
-            values["assigned_by"] = None  # marked a guess when it was stored again before this run
+        if plan.first_run:  # clear what an earlier label left: a guess mark from a re-ingest, or a
+            # failed first run's id from before first runs stopped writing one
+            values.update({k: None for k in ("assigned_by", "label_run") if page.payloads[i].get(keys[k])})
         writes.append((page.ids[i], {k: v for slot in slots for k, v in slot_payload(slot, values).items()}))
     return writes
 
