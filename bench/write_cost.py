@@ -84,12 +84,8 @@ def main(n: int, where: str | None) -> None:
             )
 
 
-LOW_CARDINALITY = ("assigned_by", "label_run", "is_outlier")
-ALL_LABELS = ("cluster_id", "outlier_score", *LOW_CARDINALITY)
-
-
-def index_cost(n: int, where: str | None) -> None:
-    """Microseconds per point for a first write of both slots, by which label fields are indexed."""
+def grouped(n: int) -> dict[tuple[int, float], list[str]]:
+    """``filled``'s ids grouped by (cluster, 0.05 score bucket), as a run groups its label writes."""
     rng = np.random.default_rng(0)
     ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"x{i}")) for i in range(n)]
     clusters = rng.integers(0, 100, n)
@@ -97,6 +93,16 @@ def index_cost(n: int, where: str | None) -> None:
     groups: dict[tuple[int, float], list[str]] = {}
     for pid, c, sc in zip(ids, clusters.tolist(), scores.tolist(), strict=True):
         groups.setdefault((c, sc), []).append(pid)
+    return groups
+
+
+LOW_CARDINALITY = ("assigned_by", "label_run", "is_outlier")
+ALL_LABELS = ("cluster_id", "outlier_score", *LOW_CARDINALITY)
+
+
+def index_cost(n: int, where: str | None) -> None:
+    """Microseconds per point for a first write of both slots, by which label fields are indexed."""
+    groups = grouped(n)
     for dropped in ((), LOW_CARDINALITY, ALL_LABELS):
         indexes = {k: v for k, v in TICKET_INDEXES.items() if not k.endswith(tuple("_" + d for d in dropped))}
         with tempfile.TemporaryDirectory(dir=where) as tmp:
@@ -136,14 +142,9 @@ def sparse(slot: str, run: str, cluster_id: int, score: float) -> dict[str, Any]
 def sparse_cost(n: int, where: str | None) -> None:
     """Microseconds per point for a first write of both slots, every label index in place: every
     value stored vs the sparse fields (written to the shard directly, so the adapter adds no twin)."""
-    rng = np.random.default_rng(0)
-    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"x{i}")) for i in range(n)]
-    groups: dict[tuple[int, float], list[str]] = {}
-    scores = np.round(rng.random(n) * 0.8 / 0.05) * 0.05
-    for pid, c, sc in zip(ids, rng.integers(0, 100, n).tolist(), scores.tolist(), strict=True):
-        groups.setdefault((c, sc), []).append(pid)
-    indexes = {k: ("keyword" if v == "bool" else v) for k, v in TICKET_INDEXES.items()}
-    indexes = {(k + "__kw" if TICKET_INDEXES[k] == "bool" else k): v for k, v in indexes.items()}
+    groups = grouped(n)
+    # as the edge adapter creates them: a bool field's index is its keyword twin's
+    indexes = dict((k + "__kw", "keyword") if v == "bool" else (k, v) for k, v in TICKET_INDEXES.items())
     for name, make in (("every value", every_value), ("sparse", sparse)):
         with tempfile.TemporaryDirectory(dir=where) as tmp:
             shard, _ = filled(Path(tmp), n, indexes, optimise=False)

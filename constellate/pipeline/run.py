@@ -4,7 +4,7 @@
     -> after_switch -> alerts (and a background optimise)
 
 A run is *full* (a rebase: it adopts a fresh fit and relabels every ticket) or *incremental* (it
-keeps the live clusters and adds the fit's new ones, reading only what changed): :func:`choose_mode`.
+keeps the live clusters and adds the fit's new ones, reading only what changed): :mod:`.mode`.
 
 ``prepare`` runs the stages up to ``write`` and returns a :class:`Plan`; ``label_range`` (the write
 stage) can run here or as several Celery tasks over id ranges; ``finish`` takes the parts' counts
@@ -15,7 +15,6 @@ switch is recorded as failed and leaves the previous labels and catalogue live.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,15 @@ from constellate.mapping import map_layout
 from constellate.naming import Namer
 from constellate.optimizer import BackgroundOptimizer
 from constellate.pipeline.counts import Counts, count_labels
-from constellate.pipeline.label import PartResult, assign, copy_labels, label_range, unsettled_filter
+from constellate.pipeline.entries import catalogue_entries
+from constellate.pipeline.label import PartResult, assign, copy_labels, label_range
+from constellate.pipeline.mode import (
+    choose_mode,
+    fingerprint,
+    in_live_catalogue,
+    nothing_changed,
+    runs_since_rebase,
+)
 from constellate.pipeline.name import keep_entries, name_clusters
 from constellate.pipeline.plan import (
     FULL,
@@ -48,7 +55,6 @@ from constellate.pipeline.switch import (
     catch_up_edits,
     claim,
     switch,
-    unknown_cluster_ids,
 )
 from constellate.pipeline.timing import Progress, Stages
 from constellate.pipeline.topics import fit_topics, keep_topics, topic_view
@@ -59,7 +65,6 @@ from constellate.tickets import utc_now_precise
 log = logging.getLogger(__name__)
 
 METRICS_SAMPLE = 5000
-HISTORY_RUNS = 12  # sizes kept per cluster for the catalogue's sparkline
 
 
 def recluster(
@@ -93,84 +98,6 @@ def recluster(
         fail(store, plan.record, exc, stages)
         raise
     return finish(store, settings, plan, [result], lease, stages, notifier, optimizer)
-
-
-def fingerprint(settings: Settings) -> str:
-    """The settings a fit depends on: a change makes the next run a full one."""
-    keys = ("model", "algorithm", "reduction", "fit_sample_size", "min_cluster_size", "n_clusters")
-    keys += ("dbscan_eps", "outlier_share", "seed")
-    return ";".join(f"{k}={getattr(settings, k)}" for k in keys)
-
-
-def choose_mode(settings: Settings, state: dict[str, Any], n_tickets: int, full: bool) -> tuple[str, str]:
-    """Full or incremental, and why.
-
-    Full when asked, on the first run, when the store fits in the fit sample (a full pass then costs
-    no more than an incremental one), after ``rebase_every_runs`` incremental runs, once the store
-    grew by ``rebase_growth`` since the last full run, or when the clustering settings changed.
-    """
-    if full:
-        return FULL, "asked for"
-    if not state.get("current_run") or not state.get("outlier_scale") or not state.get("slot"):
-        return FULL, "first run"
-    if settings.recluster_mode == "full":
-        return FULL, "recluster_mode is full"
-    if settings.recluster_mode == "incremental":
-        return INCREMENTAL, "recluster_mode is incremental"
-    if n_tickets <= settings.fit_sample_size:
-        return FULL, "the store fits in the fit sample"
-    since = int(state.get("runs_since_rebase", settings.rebase_every_runs))
-    if since >= settings.rebase_every_runs:
-        return FULL, f"{since} runs since the last full run"
-    base = int(state.get("rebase_tickets", 0))
-    if n_tickets >= (1.0 + settings.rebase_growth) * base:
-        return FULL, f"tickets grew from {base} to {n_tickets} since the last full run"
-    if state.get("rebase_fingerprint") != fingerprint(settings):
-        return FULL, "the clustering settings changed"
-    return INCREMENTAL, f"{since} runs and {n_tickets - base} tickets since the last full run"
-
-
-def runs_since_rebase(latest: list[dict[str, Any]], rebase_run: str | None) -> list[str]:
-    """The incremental runs that succeeded since the last full one (``latest`` is newest first);
-    none when that full run is not among ``latest`` (older labels could not be told apart)."""
-    out = []
-    for r in latest:
-        if r["run_id"] == rebase_run:
-            return out
-        if r.get("mode") == INCREMENTAL and r.get("status") == "succeeded":
-            out.append(r["run_id"])
-    return []
-
-
-def in_live_catalogue(store: VectorStore, state: dict[str, Any], edits: list[dict[str, Any]]) -> list[str]:
-    """The ids of ``edits`` whose effect is in the live run's catalogue and labels: those the live
-    run replayed or caught up (its ``edits_seen``) and those applied to it since (``applied_to``).
-    An edit stored but not yet applied (or whose process died applying it) is not among them, nor
-    is one applied to a live run whose after-switch stage did not finish."""
-    live = state.get("current_run")
-    record = (store.get_run(live) or {}) if live else {}
-    done = set(record.get("edits_seen", []))
-    # applied_to the live run counts only once its after-switch stage finished: an edit applied
-    # while its copy between the slots ran may have had its hidden-slot labels overwritten
-    trusted = bool(record.get("after_switch_done"))
-    return [e["edit_id"] for e in edits if e["edit_id"] in done or (trusted and e.get("applied_to") == live)]
-
-
-def nothing_changed(store: VectorStore, state: dict[str, Any], failed_runs: Sequence[str]) -> bool:
-    """True when an incremental run would find what the live run found: no ticket is unsettled
-    (new, guessed at ingest, re-ingested, or written by a failed run) and none was deleted. The fit
-    is seeded and its sample would be the same tickets, so the run is skipped instead (two counts on
-    indexed fields), nor does any live label name a cluster the live catalogue lacks (a superseded
-    first run's write landing after the repair of the switch that beat it: one facet, and the run's
-    after-switch repair relabels it). Edits need no run: they change the live catalogue and labels
-    themselves."""
-    live = store.get_run(state["current_run"]) or {}
-    target = other_slot(state.get("slot"))
-    if store.count(unsettled_filter(state.get("slot"), target, failed_runs)):
-        return False
-    if store.count() != int(live.get("n_points", -1)):
-        return False
-    return not unknown_cluster_ids(store, state["current_run"], state["slot"])
 
 
 def prepare(
@@ -380,7 +307,7 @@ def finish(
         with stages.stage("count", "counting the target slot's labels"):
             counts = count_labels(store, plan.target, len(plan.cluster_ids), settings.seed)
         with stages.stage("catalogue", "writing the catalogue"):
-            entries, centroids = _catalogue(store, plan, counts)
+            entries, centroids = catalogue_entries(store, plan, counts)
             lease.check()
             store.upsert_clusters(plan.run_id, entries, centroids)
         record.update(
@@ -473,57 +400,6 @@ def fail(store: VectorStore, record: dict[str, Any], exc: BaseException, stages:
         store.save_run(record)
     except Exception:  # the store itself failed: the next run marks this one abandoned
         log.exception("could not record the failed run %s", record.get("run_id"))
-
-
-def _catalogue(store: VectorStore, plan: Plan, total: Counts) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Cluster and topic entries with their counted sizes, growth and size history (computed once
-    per run, so the catalogue route only reads it); clusters that ended up empty are left out, and
-    topics left without clusters."""
-    runs = [r for r in store.list_runs(limit=HISTORY_RUNS * 2) if r.get("status") == "succeeded"]
-    earlier = [r.get("sizes") or {} for r in reversed(runs[: HISTORY_RUNS - 1])]
-
-    def counted(entry: dict[str, Any], size: int, day: int, week: int) -> dict[str, Any]:
-        cid = int(entry["cluster_id"])
-        history = [int(sizes[str(cid)]) for sizes in earlier if str(cid) in sizes] + [size]
-        return {**entry, "size": size, "growth_24h": day, "growth_7d": week, "history": history}
-
-    entries, vectors = [], []
-    children: dict[int, list[int]] = {}
-    for i, entry in enumerate(plan.catalogue):
-        cid = int(entry["cluster_id"])
-        size = total.sizes.get(cid, 0)
-        if size == 0:
-            continue
-        topic = plan.topic_of[i] if plan.topic_of else None
-        entry = {
-            **counted(entry, size, total.day.get(cid, 0), total.week.get(cid, 0)),
-            "regular": bool(plan.regular[i]),
-            "level": "cluster",
-            "topic_id": topic,
-        }
-        if not entry["exemplars"]:  # a cluster only humans put tickets in: show those
-            pids = [p for p, c in plan.overrides.items() if c == entry["cluster_id"]][:5]
-            entry["exemplars"] = [
-                str(r.payload.get("ticket_id")) for r in store.get_points(pids, fields=["ticket_id"])
-            ]
-        if topic is not None:
-            children.setdefault(int(topic), []).append(cid)
-        entries.append(entry)
-        vectors.append(plan.centroids[i])
-    for t, entry in enumerate(plan.topic_catalogue):
-        members = children.get(int(entry["cluster_id"]), [])
-        if not members:
-            continue
-        sums = [
-            sum(e[key] for e in entries if e["cluster_id"] in members)
-            for key in ("size", "growth_24h", "growth_7d")
-        ]
-        entries.append(
-            {**counted(entry, *sums), "level": "topic", "children": sorted(members), "regular": True}
-        )
-        vectors.append(plan.topic_centroids[t])
-    dim = plan.centroids.shape[1]
-    return entries, np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
 
 
 def _map(store: VectorStore, plan: Plan, sample: Sample, settings: Settings) -> int:

@@ -10,8 +10,8 @@ from constellate.config import Settings
 from constellate.edits import merge_clusters, split_cluster
 from constellate.naming import KeyBERTNamer
 from constellate.pipeline import recluster
+from constellate.pipeline.mode import choose_mode, fingerprint
 from constellate.pipeline.plan import FULL, INCREMENTAL
-from constellate.pipeline.run import choose_mode, fingerprint
 from constellate.store import edge_store
 from constellate.tickets import point_id
 from tests.topics import topic_data
