@@ -118,13 +118,15 @@ class Settings(BaseSettings):
 
     # -- ingestion consumer ---------------------------------------------------------------------
     ingest_batch_size: int = Field(
-        1024,
+        4096,
         ge=1,
         le=8192,
         description="Most stream entries stored as one batch (sorted by length for the encoder).",
     )
     ingest_block_ms: int = Field(500, ge=1, description="Longest wait for the first entry of a batch.")
-    ingest_claim_idle_ms: int = Field(30_000, ge=1, description="Pending entries idle this long are retaken.")
+    ingest_claim_idle_ms: int = Field(
+        60_000, ge=1, description="Pending entries idle this long are retaken (longer than a batch takes)."
+    )
     ingest_max_deliveries: int = Field(5, ge=1, description="Then the entry goes to the dead-letter stream.")
     ingest_dead_letter_max_len: int = Field(
         1000, ge=1, description="The dead-letter stream keeps this many newest entries (all are counted)."

@@ -108,9 +108,9 @@ def _next_id(entry_id: tuple[int, int]) -> tuple[int, int]:
 class ConsumerConfig:
     """Batch size, wait, and redelivery policy."""
 
-    batch_size: int = 1024
+    batch_size: int = 4096
     block_ms: int = 500
-    claim_idle_ms: int = 30_000
+    claim_idle_ms: int = 60_000
     max_deliveries: int = 5
     max_text_chars: int = 10_000
     dead_letter_max_len: int = 1000

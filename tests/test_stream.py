@@ -84,14 +84,14 @@ def test_a_batch_is_everything_queued_and_reaches_the_encoder_sorted_by_length(
     consumer = StreamConsumer(client, store, embedder, config=ConsumerConfig(block_ms=10))
     consumer.ensure_group()
     rng = random.Random(0)
-    texts = [" ".join(["word"] * rng.randint(1, 60)) + f" {i}" for i in range(1500)]
+    texts = [" ".join(["word"] * rng.randint(1, 60)) + f" {i}" for i in range(5000)]
     publish(client, [Ticket(id=f"b{i}", text=t) for i, t in enumerate(texts)])
-    assert consumer.poll() == 1024  # the default batch, not 64 in arrival order
+    assert consumer.poll() == 4096  # the default batch, not 64 in arrival order
     lengths = [len(t) for call in embedder.calls for t in call]
-    assert len(lengths) == 1024 and lengths == sorted(lengths)
-    assert consumer.poll() == 476
+    assert len(lengths) == 4096 and lengths == sorted(lengths)
+    assert consumer.poll() == 904
     _drain(consumer, client)
-    assert store.count() == 1500
+    assert store.count() == 5000
 
 
 def test_a_bad_entry_is_dead_lettered_with_its_reason(client, store, hash_embedder) -> None:
