@@ -557,7 +557,9 @@ def ingestion_command() -> None:
 
 @main.command()
 @click.option("--quick", "mode", flag_value="quick", default=True, help="Under 10 minutes (default).")
-@click.option("--full", "mode", flag_value="full", help="Adds 1M tickets and 100k search; long.")
+@click.option(
+    "--full", "mode", flag_value="full", help="Recluster, search and page at 1M tickets; over an hour."
+)
 @click.option("--smoke", "mode", flag_value="smoke", help="Tiny sizes: checks the bench runs (CI).")
 @click.option(
     "--scale",

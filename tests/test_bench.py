@@ -25,6 +25,7 @@ def test_bench_smoke_prints_every_section_and_the_json_shape(tmp_path) -> None:
     search = results["search"]
     assert search["tool"] == "wrk" and search["connections"] == 8 and search["errors"] == 0
     assert search["rps"] > 0 and search["rps_filtered"] > 0 and search["rps_unfiltered"] > 0
+    assert search["optimize_after_run_s"] >= 0  # measured after the run's re-indexing
     for key in ("p50_ms_filtered", "p95_ms_filtered", "p99_ms_filtered", "p50_ms", "p95_ms", "p99_ms"):
         assert search[key] > 0, key
     assert set(results["assign"]) == {"1000", "10000"}
