@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     )
     ingest_block_ms: int = Field(500, ge=1, description="Longest wait for the first entry of a batch.")
     ingest_claim_idle_ms: int = Field(
-        60_000, ge=1, description="Pending entries idle this long are retaken (longer than a batch takes)."
+        60_000, ge=1, description="Pending entries idle this long (their consumer died) are retaken."
     )
     ingest_max_deliveries: int = Field(5, ge=1, description="Then the entry goes to the dead-letter stream.")
     ingest_dead_letter_max_len: int = Field(

@@ -2,7 +2,8 @@
 
 Entries are acknowledged only after their tickets are upserted, so a consumer killed mid-batch
 leaves them pending; a live consumer claims entries idle longer than ``claim_idle_ms``
-(XAUTOCLAIM) and processes them again (an upsert by ticket id is idempotent, so a replay stores each
+(XAUTOCLAIM) and processes them again (a consumer re-claims the batch it is working on as it goes,
+so only a dead consumer's entries go idle) (an upsert by ticket id is idempotent, so a replay stores each
 ticket once). An entry that cannot be parsed, or whose batch failed ``max_deliveries`` times, goes to
 the dead-letter stream with the reason; that stream keeps the newest ``dead_letter_max_len`` and
 the stats hash counts them all.
@@ -13,11 +14,12 @@ entry some group still needs (pending, or not yet delivered), see :func:`trim_ac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -226,7 +228,8 @@ class StreamConsumer:
             tickets[ticket.id] = ticket  # the last write of an id in a batch wins
         if tickets:
             started = time.perf_counter()
-            ingest_tickets(list(tickets.values()), self.store, self.embedder, labeller=self.labeller)
+            with self._kept_claimed(ids):
+                ingest_tickets(list(tickets.values()), self.store, self.embedder, labeller=self.labeller)
             self.stored += len(tickets)
             pipe = self.client.pipeline(transaction=False)
             pipe.hincrby(STATS_KEY, "tickets", len(tickets))
@@ -237,6 +240,29 @@ class StreamConsumer:
             self.client.xack(self.stream, GROUP, *ids)
             trim_acknowledged(self.client, self.stream)
         return len(ids)
+
+    @contextlib.contextmanager
+    def _kept_claimed(self, ids: list[str]) -> Iterator[None]:
+        """While the batch is processed, re-claim its entries for this consumer every third of
+        ``claim_idle_ms`` (XCLAIM JUSTID: their idle time restarts, their delivery count does not
+        grow), so that a slow batch (long texts take the encoder minutes) is not taken over by
+        another live consumer; a dead consumer's entries still go idle and are claimed."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(max(self.config.claim_idle_ms / 3000, 0.01)):
+                try:
+                    self.client.xclaim(self.stream, GROUP, self.name, 0, ids, justid=True)
+                except redis.RedisError as exc:  # the batch goes on; at worst it is processed twice
+                    log.warning("could not keep the batch claimed: %s", exc)
+
+        thread = threading.Thread(target=beat, name="ingestion-claim", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _deliveries(self, ids: list[str]) -> dict[str, int]:
         """How many times each of these pending entries has been delivered (one XPENDING per id)."""

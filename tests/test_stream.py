@@ -224,6 +224,50 @@ class _FlakyStore:
         return getattr(self._store, name)
 
 
+class _SlowEmbedder:
+    """An embedder that takes ``seconds`` per call (a batch of long texts) and records its texts."""
+
+    def __init__(self, inner, seconds: float) -> None:
+        self.inner, self.seconds, self.texts = inner, seconds, []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts):
+        self.texts.extend(texts)
+        time.sleep(self.seconds)
+        return self.inner.embed(texts)
+
+
+def test_a_slow_batch_stays_with_its_live_consumer_and_is_stored_once(client, store, hash_embedder) -> None:
+    """A batch taking several claim-idle periods is not taken over by another live consumer (it
+    would process it again and, after max_deliveries takeovers, dead-letter healthy entries)."""
+    import threading
+
+    cfg = ConsumerConfig(batch_size=100, block_ms=10, claim_idle_ms=600, max_deliveries=2)
+    slow = _SlowEmbedder(hash_embedder, seconds=2.5)
+    other = _SlowEmbedder(hash_embedder, seconds=0.0)
+    first = StreamConsumer(client, store, slow, name="slow", config=cfg)
+    second = StreamConsumer(client, store, other, name="other", config=cfg)
+    first.ensure_group()
+    publish(client, [Ticket(id=f"w{i}", text=f"long ticket {i}") for i in range(40)])
+    worker = threading.Thread(target=first.poll)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while stream_lag(client)["pending"] < 40:  # the slow consumer has read the batch
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    handled = 0
+    while worker.is_alive():  # the other consumer polls all the while (XAUTOCLAIM each time)
+        handled += second.poll()
+    worker.join()
+    assert handled == 0 and other.texts == []  # nothing claimed away from the live consumer
+    assert len(slow.texts) == 40 and store.count() == 40
+    lag = stream_lag(client)
+    assert lag["pending"] == 0 and lag["dead"] == 0
+
+
 def test_a_failed_batch_is_redelivered_and_stored_exactly_once(client, store, hash_embedder) -> None:
     flaky = _FlakyStore(store, failures=1)
     cfg = ConsumerConfig(batch_size=50, block_ms=20, claim_idle_ms=30)
