@@ -2,9 +2,9 @@
 
 Entries are acknowledged only after their tickets are upserted, so a consumer killed mid-batch
 leaves them pending; a live consumer claims entries idle longer than ``claim_idle_ms``
-(XAUTOCLAIM) and processes them again (a consumer re-claims the batch it is working on as it goes,
-so only a dead consumer's entries go idle) (an upsert by ticket id is idempotent, so a replay stores each
-ticket once). An entry that cannot be parsed, or whose batch failed ``max_deliveries`` times, goes to
+(XAUTOCLAIM) and processes them again (an upsert by ticket id is idempotent, so a replay stores each
+ticket once). A consumer re-claims the batch it is working on as it goes, so only a dead consumer's
+entries go idle. An entry that cannot be parsed, or whose batch failed ``max_deliveries`` times, goes to
 the dead-letter stream with the reason; that stream keeps the newest ``dead_letter_max_len`` and
 the stats hash counts them all.
 

@@ -43,12 +43,7 @@ def name_clusters(
     labels = np.array([row[plan.sample_labels[pid]] for pid in sample.ids], dtype=np.int64)
     similarity = np.einsum("ij,ij->i", sample.vectors, plan.centroids[labels]) if len(sample) else np.zeros(0)
     members = {c: np.flatnonzero(labels == c) for c in named}
-    docs, vectors = [], []
-    for c in named:
-        m = members[c]
-        picked = m if len(m) <= NAMING_DOCS else np.sort(rng.choice(m, NAMING_DOCS, replace=False))
-        docs.append([sample.texts[i] for i in picked])
-        vectors.append(sample.vectors[picked])
+    docs, vectors = _naming_docs(sample, [members[c] for c in named], rng)
     cents = plan.centroids[named]
     found = namer.keywords(docs, cents, vectors) if namer is not None and named else [[] for _ in named]
     keywords = dict(zip(named, found, strict=True))
@@ -104,6 +99,19 @@ def name_clusters(
             }
         )
     return entries
+
+
+def _naming_docs(
+    sample: Sample, members: Sequence[np.ndarray], rng: np.random.Generator
+) -> tuple[list[list[str]], list[np.ndarray]]:
+    """Per cluster, at most ``NAMING_DOCS`` of its members' texts (seeded draw, sample order) and
+    their vectors."""
+    docs, vectors = [], []
+    for m in members:
+        picked = m if len(m) <= NAMING_DOCS else np.sort(rng.choice(m, NAMING_DOCS, replace=False))
+        docs.append([sample.texts[i] for i in picked])
+        vectors.append(sample.vectors[picked])
+    return docs, vectors
 
 
 def keep_entries(
