@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis
@@ -43,7 +43,8 @@ def publish(client: Any, tickets: Sequence[Ticket], stream: str = STREAM_KEY) ->
     """Append tickets to the stream (one entry each, in one round trip); returns the entry ids."""
     pipe = client.pipeline(transaction=False)
     for ticket in tickets:
-        pipe.xadd(stream, {"ticket": json.dumps(asdict(ticket), ensure_ascii=False)})
+        row = {k: v for k, v in asdict(ticket).items() if k != "version"}  # the entry id is its version
+        pipe.xadd(stream, {"ticket": json.dumps(row, ensure_ascii=False)})
     return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()]
 
 
@@ -99,6 +100,13 @@ def trim_acknowledged(client: Any, stream: str = STREAM_KEY) -> int:
 def _parse_id(entry_id: Any) -> tuple[int, int]:
     ms, _, seq = _text(entry_id).partition("-")
     return int(ms), int(seq or 0)
+
+
+def entry_version(entry_id: Any) -> int:
+    """The ticket version of a stream entry: its id as one number (milliseconds x 1024 + the
+    sequence, capped: exact in a float64, the engines' range type), later entries larger."""
+    ms, seq = _parse_id(entry_id)
+    return ms * 1024 + min(seq, 1023)
 
 
 def _next_id(entry_id: tuple[int, int]) -> tuple[int, int]:
@@ -221,7 +229,9 @@ class StreamConsumer:
                 row = json.loads(_text(_field(fields)))
                 if not isinstance(row, dict):
                     raise ValueError("entry is not a JSON object")
-                ticket = ticket_from_row(row, FieldMap(), self.config.max_text_chars)
+                ticket = replace(
+                    ticket_from_row(row, FieldMap(), self.config.max_text_chars), version=entry_version(eid)
+                )
             except (ValueError, TypeError) as exc:
                 self._dead(eid, fields, f"bad entry: {exc}")
                 continue

@@ -20,6 +20,7 @@ class Ticket:
     text: str
     created_at: str = field(default_factory=lambda: utc_now_iso())
     metadata: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None  # ingestion order: of two writes of one ticket the larger version wins
 
 
 def point_id(ticket_id: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+import numpy as np
 import pytest
 import redis
 
@@ -22,7 +23,7 @@ from constellate.stream import (
     publish,
     stream_lag,
 )
-from constellate.tickets import Ticket
+from constellate.tickets import Ticket, point_id
 from tests.topics import topic_data
 from tests.views import view
 
@@ -326,3 +327,23 @@ def test_before_any_run_tickets_are_stored_unlabelled(store, hash_embedder) -> N
     store.ensure_collections(32)
     _, vectors, _ = topic_data(1, 3)
     assert assigner.label(vectors) == (None, [{}, {}, {}])
+
+
+def test_a_redelivered_older_entry_does_not_undo_a_newer_one(client, store, hash_embedder) -> None:
+    """A ticket posted, taken by a consumer that dies, then posted again with new text: the new
+    text is stored, and the first entry, redelivered later, leaves it in place (and is acked)."""
+    cfg = ConsumerConfig(batch_size=10, block_ms=10, claim_idle_ms=60_000)
+    live = StreamConsumer(client, store, hash_embedder, name="live", config=cfg)
+    live.ensure_group()
+    first = publish(client, [Ticket(id="edited", text="my card was declined")])
+    assert client.xreadgroup(GROUP, "killed", {STREAM_KEY: ">"}, count=1)  # then it died
+    publish(client, [Ticket(id="edited", text="my card was declined twice at the same shop")])
+    live.poll()
+    assert view(store, "edited")["text"] == "my card was declined twice at the same shop"
+    client.xclaim(STREAM_KEY, GROUP, "killed", 0, first, idle=120_000, justid=True)
+    _drain(live, client)
+    got = store.get_points([point_id("edited")], with_vector=True)[0]
+    assert got.payload["text"] == "my card was declined twice at the same shop"
+    assert np.allclose(got.vector, hash_embedder.embed([got.payload["text"]])[0], atol=1e-5)
+    assert stream_lag(client) == {**stream_lag(client), "pending": 0, "dead": 0}
+

@@ -78,7 +78,14 @@ class IsEmpty:
     key: str
 
 
-Condition = Match | MatchAny | DateRange | Range | IsEmpty
+@dataclass(frozen=True)
+class HasId:
+    """The point's id is one of ``ids``."""
+
+    ids: tuple[str, ...]
+
+
+Condition = Match | MatchAny | DateRange | Range | IsEmpty | HasId
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,10 @@ class Filter:
 
     def __bool__(self) -> bool:
         return bool(self.must or self.must_not or self.should)
+
+    def on_point(self, pid: str) -> Filter:
+        """This filter, on point ``pid`` only."""
+        return Filter(must=(HasId((pid,)), *self.must), must_not=self.must_not, should=self.should)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -10,6 +11,18 @@ import numpy as np
 from constellate.store.base import Filter, Record
 
 IndexKind = str  # "keyword" | "integer" | "bool" | "datetime" | "float"
+
+
+@dataclass(frozen=True)
+class PointUpdate:
+    """A conditional change of one stored point: merge ``payload`` into it if it matches
+    ``payload_if``, then set its vector if it (by then) matches ``vector_if``."""
+
+    id: str
+    vector: np.ndarray
+    payload: dict[str, Any]
+    payload_if: Filter
+    vector_if: Filter
 
 
 class Collection(Protocol):
@@ -30,6 +43,10 @@ class Collection(Protocol):
         ...
 
     def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None: ...
+    def update_points(self, updates: Sequence[PointUpdate]) -> None:
+        """Apply each :class:`PointUpdate` in order, each of its two writes one engine operation."""
+        ...
+
     def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
     def set_payload(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
         """Merge the same ``payload`` into many points in one engine operation."""

@@ -15,6 +15,7 @@ from constellate.store.base import (
     Condition,
     DateRange,
     Filter,
+    HasId,
     IsEmpty,
     Match,
     MatchAny,
@@ -22,6 +23,7 @@ from constellate.store.base import (
     Record,
     record_from_point,
 )
+from constellate.store.collection import PointUpdate
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -50,7 +52,9 @@ def _without_bool_twins(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if not k.endswith(_BOOL_TWIN)}
 
 
-def _condition(cond: Condition) -> qe.FieldCondition | qe.IsEmptyCondition:
+def _condition(cond: Condition) -> qe.FieldCondition | qe.IsEmptyCondition | qe.HasIdCondition:
+    if isinstance(cond, HasId):
+        return qe.HasIdCondition(set(cond.ids))
     if isinstance(cond, IsEmpty):
         return qe.IsEmptyCondition(cond.key)
     if isinstance(cond, Match) and isinstance(cond.value, bool):
@@ -147,6 +151,18 @@ class EdgeCollection:
         ]
         if pairs:
             self.shard.update(qe.UpdateOperation.update_vectors(pairs))
+
+    def update_points(self, updates: Sequence[PointUpdate]) -> None:
+        for u in updates:
+            self.shard.update(
+                qe.UpdateOperation.set_payload_by_filter(
+                    to_edge_filter(u.payload_if.on_point(u.id)), _with_bool_twins(u.payload)
+                )
+            )
+            vectors = [qe.PointVectors(u.id, np.asarray(u.vector, dtype=np.float32).tolist())]
+            self.shard.update(
+                qe.UpdateOperation.update_vectors(vectors, condition=to_edge_filter(u.vector_if))
+            )
 
     def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
         for pid, payload in updates:

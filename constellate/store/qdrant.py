@@ -13,6 +13,7 @@ from constellate.store.base import (
     Condition,
     DateRange,
     Filter,
+    HasId,
     IsEmpty,
     Match,
     MatchAny,
@@ -20,6 +21,7 @@ from constellate.store.base import (
     Record,
     record_from_point,
 )
+from constellate.store.collection import PointUpdate
 
 _SCHEMA = {
     "keyword": qm.PayloadSchemaType.KEYWORD,
@@ -30,7 +32,9 @@ _SCHEMA = {
 }
 
 
-def _condition(cond: Condition) -> qm.FieldCondition | qm.IsEmptyCondition:
+def _condition(cond: Condition) -> qm.FieldCondition | qm.IsEmptyCondition | qm.HasIdCondition:
+    if isinstance(cond, HasId):
+        return qm.HasIdCondition(has_id=list(cond.ids))
     if isinstance(cond, IsEmpty):
         return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=cond.key))
     if isinstance(cond, Match):
@@ -119,6 +123,24 @@ class ClientCollection:
         ]
         if pairs:
             self.client.update_vectors(self.name, points=pairs, wait=True)
+
+    def update_points(self, updates: Sequence[PointUpdate]) -> None:
+        for start in range(0, len(updates), self.write_batch):
+            ops: list[Any] = []
+            for u in updates[start : start + self.write_batch]:  # a request's operations apply in order
+                payload_if = to_client_filter(u.payload_if.on_point(u.id))
+                ops.append(
+                    qm.SetPayloadOperation(set_payload=qm.SetPayload(payload=u.payload, filter=payload_if))
+                )
+                vector = qm.PointVectors(id=u.id, vector=np.asarray(u.vector, dtype=np.float32).tolist())
+                ops.append(
+                    qm.UpdateVectorsOperation(
+                        update_vectors=qm.UpdateVectors(
+                            points=[vector], update_filter=to_client_filter(u.vector_if)
+                        )
+                    )
+                )
+            self.client.batch_update_points(self.name, update_operations=ops, wait=True)
 
     def set_payloads(self, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
         for start in range(0, len(updates), self.write_batch):

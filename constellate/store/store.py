@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,10 +19,11 @@ from constellate.store.base import (
     DateRange,
     Filter,
     Match,
+    Range,
     Record,
     VectorPage,
 )
-from constellate.store.collection import Collection
+from constellate.store.collection import Collection, PointUpdate
 from constellate.tickets import Ticket, point_id
 
 _META_NAMESPACE = uuid.UUID("0b7e9c1a-52f4-5d3e-8a6b-9c2d4e6f8a0b")
@@ -31,6 +33,18 @@ _ONE = np.ones((1, _RUN_DIM), dtype=np.float32)
 TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
 MAX_HITS = 262_144  # ids per exact search answer (a server's response stays a few MB)
 _GUESSED = {f"{slot}_assigned_by": "ingest" for slot in ("a", "b")}  # see constellate.labels
+VERSION = "ingest_version"  # payload field: the version of the ticket's text and vector
+
+
+def version_now() -> int:
+    """A ticket version from the clock (a write that came without one): the same scale as
+    :func:`constellate.stream.entry_version` (milliseconds x 1024), exact in a float64."""
+    return time.time_ns() // 1_000_000 * 1024
+
+
+def _newer(stored: int | None, version: int) -> bool:
+    """Whether a stored version is newer than ``version`` (None: stored before versions)."""
+    return stored is not None and int(stored) > version
 
 
 def cluster_point_id(run_id: str, cluster_id: int) -> str:
@@ -93,6 +107,14 @@ class QdrantStore:
         ticket fields (and ``extra``) are replaced, every other field (a human's outlier override,
         the labels) stays — labels it is not given are kept but marked guesses (``assigned_by``
         ``ingest``): they were computed from the old text, so the next run labels it again.
+
+        Each write carries the ticket's ``version`` (its place in the ingestion stream; the time now
+        for one without), stored as ``ingest_version``, and changes a stored ticket only if the
+        stored version is not newer: the engine checks it on the point as it writes (its
+        conditional update), the text first, then the vector if the text written is this write's.
+        So of two writes of one ticket — a redelivered entry after its successor, or two consumers
+        at once — the newer version's text and vector are what stays, together, in any order or
+        interleaving (tests/store: test_two_versions_written_interleaved_leave_the_newer_one_whole).
         """
         if len(tickets) != len(vectors):
             raise ValueError("one vector per ticket")
@@ -100,27 +122,47 @@ class QdrantStore:
             raise StoreError("the store has no tickets collection yet: call ensure_collections first")
         ids = [point_id(t.id) for t in tickets]
         vectors = np.asarray(vectors, dtype=np.float32)
+        now = version_now()
         for start in range(0, len(ids), self.write_batch):
             part = range(start, min(len(ids), start + self.write_batch))
-            known = {r.id for r in self.tickets.retrieve([ids[i] for i in part], fields=[])}
+            version = {i: now if tickets[i].version is None else int(tickets[i].version) for i in part}
             payloads = {
                 i: {
                     "ticket_id": tickets[i].id,
                     "text": tickets[i].text,
                     "created_at": tickets[i].created_at,
                     "metadata": dict(tickets[i].metadata),
+                    VERSION: version[i],
                     **(extra[i] if extra is not None else {}),
                 }
                 for i in part
             }
-            fresh = [i for i in part if ids[i] not in known]
+            stored = self._versions([ids[i] for i in part])
+            fresh = [i for i in part if ids[i] not in stored]
             if fresh:
-                self.tickets.upsert([ids[i] for i in fresh], vectors[fresh], [payloads[i] for i in fresh])
-            again = [i for i in part if ids[i] in known]
-            if again:
-                self.tickets.update_vectors([ids[i] for i in again], vectors[again])
-                self.tickets.set_payloads([(ids[i], {**_GUESSED, **payloads[i]}) for i in again])
+                fresh_ids = [ids[i] for i in fresh]
+                self.tickets.upsert(fresh_ids, vectors[fresh], [payloads[i] for i in fresh], insert_only=True)
+                # another writer may have inserted one of them meanwhile: it is updated like a stored one
+                won = self._versions(fresh_ids)
+                stored.update({ids[i]: won.get(ids[i]) for i in fresh if won.get(ids[i]) != version[i]})
+            again = [i for i in part if ids[i] in stored and not _newer(stored[ids[i]], version[i])]
+            self.tickets.update_points(
+                [
+                    PointUpdate(
+                        ids[i],
+                        vectors[i],
+                        {**_GUESSED, **payloads[i]},
+                        payload_if=Filter(must_not=(Range(VERSION, gte=version[i] + 1),)),
+                        vector_if=Filter(must=(Match(VERSION, version[i]),)),
+                    )
+                    for i in again
+                ]
+            )
         return ids
+
+    def _versions(self, ids: Sequence[str]) -> dict[str, int | None]:
+        """The stored ``ingest_version`` of each of ``ids`` that is stored (None: stored before versions)."""
+        return {r.id: r.payload.get(VERSION) for r in self.tickets.retrieve(ids, fields=[VERSION])}
 
     def get_ticket(self, ticket_id: str) -> Record | None:
         """The stored ticket with this external id, or None."""

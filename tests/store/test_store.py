@@ -253,3 +253,82 @@ def test_records_and_deleting_one_cluster(store) -> None:
     store.upsert_clusters("r1", [{"cluster_id": 1}, {"cluster_id": 2}], _vectors(2, seed=3))
     store.delete_cluster("r1", 1)
     assert [r.payload["cluster_id"] for r in store.list_clusters("r1")] == [2]
+
+
+def test_an_older_version_of_a_ticket_never_replaces_a_newer_one(store) -> None:
+    """A redelivered stream entry (or a slow consumer) can write a ticket's older text after its
+    newer one: the version each write carries decides, not the order the writes arrive in."""
+    store.ensure_collections(DIM)
+    new, old = _vectors(2, seed=4)
+    store.upsert_tickets([Ticket(id="x", text="newer text", version=20)], new[None])
+    store.upsert_tickets([Ticket(id="x", text="older text", version=10)], old[None])
+    got = store.get_points([point_id("x")], with_vector=True)[0]
+    assert got.payload["text"] == "newer text" and got.payload["ingest_version"] == 20
+    assert np.allclose(got.vector, new, atol=1e-5)
+    store.upsert_tickets([Ticket(id="x", text="newest text", version=30)], old[None])  # newer: taken
+    got = store.get_points([point_id("x")], with_vector=True)[0]
+    assert got.payload["text"] == "newest text" and np.allclose(got.vector, old, atol=1e-5)
+
+
+class _Interleaved:
+    """An engine shard that runs ``between`` (another whole write) right after its ``at``-th call
+    (a read or an update)."""
+
+    def __init__(self, shard, at: int, between) -> None:
+        self.shard, self.at, self.between, self.calls, self.ran = shard, at, between, 0, False
+
+    def __getattr__(self, name):
+        attr = getattr(self.shard, name)
+        if name not in ("update", "retrieve"):
+            return attr
+
+        def call(*args, **kwargs):
+            out = attr(*args, **kwargs)
+            self.calls += 1
+            if self.calls == self.at and not self.ran:
+                self.ran = True
+                self.between()
+            return out
+
+        return call
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored", "new"])
+@pytest.mark.parametrize("older_first", [True, False], ids=["older-first", "newer-first"])
+def test_two_versions_written_interleaved_leave_the_newer_one_whole(settings, older_first, stored) -> None:
+    """Two consumers storing two versions of one ticket (stored before, or new to both): whichever
+    write is interrupted by the other, after whichever of its engine calls, the ticket ends with the
+    newer version's text and vector together (never one version's text with the other's vector)."""
+    store = edge_store(settings)
+    store.ensure_collections(DIM)
+    vec = {v: _vectors(3, seed=5)[i] for i, v in enumerate((1, 10, 20))}
+    text = {1: "first text", 10: "older text", 20: "newer text"}
+    outer, inner = (10, 20) if older_first else (20, 10)
+    tickets = store.tickets
+    plain = tickets.shard
+    for at in range(1, 6):
+        tid = f"x{at}"
+        if stored:
+            store.upsert_tickets([Ticket(id=tid, text=text[1], version=1)], vec[1][None])
+
+        def other(tid: str = tid) -> None:
+            hooked = tickets._shard
+            tickets._shard = plain  # the interrupting write runs unhooked
+            try:
+                store.upsert_tickets([Ticket(id=tid, text=text[inner], version=inner)], vec[inner][None])
+            finally:
+                tickets._shard = hooked
+
+        hooked = tickets._shard = _Interleaved(plain, at, other)
+        try:
+            store.upsert_tickets([Ticket(id=tid, text=text[outer], version=outer)], vec[outer][None])
+        finally:
+            tickets._shard = plain
+        if not hooked.ran:  # the outer write made fewer engine calls: the other comes after it
+            other()
+            tickets._shard = plain
+        got = store.get_points([point_id(tid)], with_vector=True)[0]
+        assert got.payload["text"] == "newer text", (at, got.payload["text"])
+        assert np.allclose(got.vector, vec[20], atol=1e-5), at
+    assert store.count() == 5
+    store.close()
