@@ -74,6 +74,38 @@ def stream_lag(client: Any, stream: str = STREAM_KEY, group: str = GROUP) -> dic
     }
 
 
+# Removes, in one step, the group's consumers that hold no pending entry and have been idle longer
+# than ARGV[2] ms: checked and removed atomically, so a consumer that reads entries in between keeps
+# them (XGROUP DELCONSUMER drops a consumer's pending entries with it).
+_FORGET_IDLE = """
+local gone = {}
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    table.insert(gone, info['name'])
+  end
+end
+return gone
+"""
+FORGET_IDLE_MS = 24 * 3600 * 1000  # a day: every start of the service names a new consumer
+
+
+def forget_idle_consumers(
+    client: Any, idle_ms: int = FORGET_IDLE_MS, stream: str = STREAM_KEY, group: str = GROUP
+) -> list[str]:
+    """Remove the consumers that hold nothing and were quiet for ``idle_ms`` (old names of restarted
+    services); a dead consumer's pending entries keep it until they are claimed. Returns the names."""
+    try:
+        gone = client.eval(_FORGET_IDLE, 1, stream, group, idle_ms)
+    except redis.ResponseError as exc:
+        if "NOGROUP" in str(exc) or "no such key" in str(exc):
+            return []
+        raise
+    return sorted(_text(name) for name in gone)
+
+
 def trim_acknowledged(client: Any, stream: str = STREAM_KEY) -> int:
     """Delete the entries every consumer group has acknowledged; returns how many went.
 
@@ -151,12 +183,16 @@ class StreamConsumer:
         self._claim_from = "0-0"  # XAUTOCLAIM cursor: each call scans the next part of the PEL
 
     def ensure_group(self) -> None:
-        """Create the stream and the group if missing (reading from the start of the stream)."""
+        """Create the stream and the group if missing (reading from the start of the stream), and
+        forget the group's consumers quiet for a day with nothing pending."""
         try:
             self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        forgotten = forget_idle_consumers(self.client, stream=self.stream)
+        if forgotten:
+            log.info("forgot %d idle consumers of the ingestion group: %s", len(forgotten), forgotten[:10])
 
     def poll(self) -> int:
         """Process stale pending entries, then one batch of new ones; returns entries handled."""

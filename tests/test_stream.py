@@ -20,6 +20,7 @@ from constellate.stream import (
     STREAM_KEY,
     ConsumerConfig,
     StreamConsumer,
+    forget_idle_consumers,
     publish,
     stream_lag,
 )
@@ -347,3 +348,19 @@ def test_a_redelivered_older_entry_does_not_undo_a_newer_one(client, store, hash
     assert np.allclose(got.vector, hash_embedder.embed([got.payload["text"]])[0], atol=1e-5)
     assert stream_lag(client) == {**stream_lag(client), "pending": 0, "dead": 0}
 
+
+def test_consumers_gone_quiet_with_nothing_pending_are_forgotten(client, store, hash_embedder) -> None:
+    """Every start names a new consumer (host and thread): a restarted service leaves its old name in
+    the group. A consumer with nothing pending, quiet for longer than the limit, is removed; one
+    still holding entries (a dead consumer's, to be claimed) and a recent one stay."""
+    cfg = ConsumerConfig(batch_size=10, block_ms=10)
+    live = StreamConsumer(client, store, hash_embedder, name="live", config=cfg)
+    live.ensure_group()
+    publish(client, [Ticket(id=f"q{i}", text=f"app crashes {i}") for i in range(3)])
+    client.xreadgroup(GROUP, "dead-with-entries", {STREAM_KEY: ">"}, count=1)
+    client.xgroup_createconsumer(STREAM_KEY, GROUP, "restarted-long-ago")
+    time.sleep(0.2)
+    client.xgroup_createconsumer(STREAM_KEY, GROUP, "recent")
+    assert forget_idle_consumers(client, idle_ms=150) == ["restarted-long-ago"]
+    names = {c["name"].decode() for c in client.xinfo_consumers(STREAM_KEY, GROUP)}
+    assert names == {"dead-with-entries", "recent"}
