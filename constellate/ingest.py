@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from constellate.embedding import Embedder
 from constellate.labels import NOT_OUTLIER
 from constellate.store.base import VectorStore
-from constellate.tickets import Ticket, point_id
+from constellate.tickets import Ticket, point_id, version_now
 
 RELABEL_TRIES = 5
 
@@ -51,7 +52,10 @@ def ingest_tickets(
     if not tickets:
         return 0
     store.ensure_collections(embedder.dim)
-    ordered = sorted(tickets, key=lambda t: len(t.text))
+    now = version_now()  # one version for the call's tickets that came without one
+    ordered = sorted(
+        (t if t.version is not None else replace(t, version=now) for t in tickets), key=lambda t: len(t.text)
+    )
     stored = 0
     for start in range(0, len(ordered), chunk_size):
         chunk = ordered[start : start + chunk_size]
@@ -72,7 +76,10 @@ def ingest_tickets(
                 if labeller.is_current(run):
                     break
                 run, extra = labeller.label(vectors, cleared)
-                store.set_payloads(list(zip(ids, extra, strict=True)))
+                # only onto the text these vectors are of (a newer version may have replaced it)
+                store.set_payloads_at_version(
+                    [(pid, int(t.version or now), e) for pid, t, e in zip(ids, chunk, extra, strict=True)]
+                )
         stored += len(chunk)
         if progress is not None:
             progress(len(chunk))

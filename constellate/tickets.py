@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,12 @@ class Ticket:
     created_at: str = field(default_factory=lambda: utc_now_iso())
     metadata: dict[str, Any] = field(default_factory=dict)
     version: int | None = None  # ingestion order: of two writes of one ticket the larger version wins
+
+
+def version_now() -> int:
+    """A ticket version from the clock, for a write that came without one: the scale of
+    :func:`constellate.stream.entry_version` (milliseconds x 1024), exact in a float64."""
+    return time.time_ns() // 1_000_000 * 1024
 
 
 def point_id(ticket_id: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,13 +17,14 @@ from constellate.store.base import (
     TICKET_INDEXES,
     DateRange,
     Filter,
+    HasId,
     Match,
     Range,
     Record,
     VectorPage,
 )
 from constellate.store.collection import Collection, PointUpdate
-from constellate.tickets import Ticket, point_id
+from constellate.tickets import Ticket, point_id, version_now
 
 _META_NAMESPACE = uuid.UUID("0b7e9c1a-52f4-5d3e-8a6b-9c2d4e6f8a0b")
 _STATE_ID = str(uuid.uuid5(_META_NAMESPACE, "state"))
@@ -34,12 +34,7 @@ TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
 MAX_HITS = 262_144  # ids per exact search answer (a server's response stays a few MB)
 _GUESSED = {f"{slot}_assigned_by": "ingest" for slot in ("a", "b")}  # see constellate.labels
 VERSION = "ingest_version"  # payload field: the version of the ticket's text and vector
-
-
-def version_now() -> int:
-    """A ticket version from the clock (a write that came without one): the same scale as
-    :func:`constellate.stream.entry_version` (milliseconds x 1024), exact in a float64."""
-    return time.time_ns() // 1_000_000 * 1024
+WRITE = "ingest_write"  # payload field: a token of the write that stored them (ties of versions)
 
 
 def _newer(stored: int | None, version: int) -> bool:
@@ -111,10 +106,11 @@ class QdrantStore:
         Each write carries the ticket's ``version`` (its place in the ingestion stream; the time now
         for one without), stored as ``ingest_version``, and changes a stored ticket only if the
         stored version is not newer: the engine checks it on the point as it writes (its
-        conditional update), the text first, then the vector if the text written is this write's.
-        So of two writes of one ticket — a redelivered entry after its successor, or two consumers
-        at once — the newer version's text and vector are what stays, together, in any order or
-        interleaving (tests/store: test_two_versions_written_interleaved_leave_the_newer_one_whole).
+        conditional update), the text first, then the vector if the text stored is this write's
+        (a token per write, so that two writes of one version cannot mix either). So of two writes
+        of one ticket — a redelivered entry after its successor, or two consumers at once — the
+        newer version's text and vector are what stays, together, in any order or interleaving
+        (tests/store: test_two_versions_written_interleaved_leave_the_newer_one_whole).
         """
         if len(tickets) != len(vectors):
             raise ValueError("one vector per ticket")
@@ -126,6 +122,7 @@ class QdrantStore:
         for start in range(0, len(ids), self.write_batch):
             part = range(start, min(len(ids), start + self.write_batch))
             version = {i: now if tickets[i].version is None else int(tickets[i].version) for i in part}
+            token = {i: secrets.token_hex(8) for i in part}
             payloads = {
                 i: {
                     "ticket_id": tickets[i].id,
@@ -133,6 +130,7 @@ class QdrantStore:
                     "created_at": tickets[i].created_at,
                     "metadata": dict(tickets[i].metadata),
                     VERSION: version[i],
+                    WRITE: token[i],
                     **(extra[i] if extra is not None else {}),
                 }
                 for i in part
@@ -144,8 +142,8 @@ class QdrantStore:
                 self.tickets.upsert(fresh_ids, vectors[fresh], [payloads[i] for i in fresh], insert_only=True)
                 # another writer may have inserted one of them meanwhile: it is updated like a stored one
                 won = self._versions(fresh_ids)
-                stored.update({ids[i]: won.get(ids[i]) for i in fresh if won.get(ids[i]) != version[i]})
-            again = [i for i in part if ids[i] in stored and not _newer(stored[ids[i]], version[i])]
+                stored.update({ids[i]: won[ids[i]] for i in fresh if won[ids[i]][1] != token[i]})
+            again = [i for i in part if ids[i] in stored and not _newer(stored[ids[i]][0], version[i])]
             self.tickets.update_points(
                 [
                     PointUpdate(
@@ -153,16 +151,26 @@ class QdrantStore:
                         vectors[i],
                         {**_GUESSED, **payloads[i]},
                         payload_if=Filter(must_not=(Range(VERSION, gte=version[i] + 1),)),
-                        vector_if=Filter(must=(Match(VERSION, version[i]),)),
+                        vector_if=Filter(must=(Match(WRITE, token[i]),)),
                     )
                     for i in again
                 ]
             )
         return ids
 
-    def _versions(self, ids: Sequence[str]) -> dict[str, int | None]:
-        """The stored ``ingest_version`` of each of ``ids`` that is stored (None: stored before versions)."""
-        return {r.id: r.payload.get(VERSION) for r in self.tickets.retrieve(ids, fields=[VERSION])}
+    def _versions(self, ids: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
+        """The stored version and write token of each of ``ids`` that is stored (None: stored
+        before versions)."""
+        found = self.tickets.retrieve(ids, fields=[VERSION, WRITE])
+        return {r.id: (r.payload.get(VERSION), r.payload.get(WRITE)) for r in found}
+
+    def set_payloads_at_version(self, updates: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """Merge each payload into its ticket point only while it holds that version (labels computed
+        from a vector are not written onto a newer text): one conditional engine write each."""
+        for pid, version, payload in updates:
+            self.tickets.set_payload_where(
+                Filter(must=(HasId((pid,)), Match(VERSION, int(version)))), payload
+            )
 
     def get_ticket(self, ticket_id: str) -> Record | None:
         """The stored ticket with this external id, or None."""
