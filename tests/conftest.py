@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -75,6 +76,10 @@ def valkey_server() -> Iterator[str]:
     server = ValkeyServer(host="127.0.0.1")
     server.start()
     yield server.connection_url
+    # Celery AsyncResults left by the tests unsubscribe from the result backend when collected:
+    # collected after the server stopped (pytest's last gc), each retried 20 times a second apart
+    # and the session hung for minutes after its summary. Collect them while it still answers.
+    gc.collect()
     server.stop()
 
 
