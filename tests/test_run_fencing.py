@@ -94,7 +94,7 @@ def test_the_cli_waits_for_a_run_that_holds_the_lock(live, redis_url, monkeypatc
     store.close()
     monkeypatch.setenv("CONSTELLATE_REDIS_URL", redis_url)
     monkeypatch.setenv("CONSTELLATE_MIN_CLUSTER_SIZE", "20")
-    monkeypatch.setattr(cli, "_naming", lambda s: (hash_embedder, KeyBERTNamer(hash_embedder)))
+    monkeypatch.setattr(cli.recluster, "_naming", lambda s: (hash_embedder, KeyBERTNamer(hash_embedder)))
     holder = RunLock(redis.Redis.from_url(redis_url), timeout=60)
     assert holder.acquire()
     args = ["recluster", "--json", "--data-dir", str(settings.data_dir)]

@@ -1,0 +1,5 @@
+"""``python -m constellate.cli``."""
+
+from constellate.cli import main
+
+main()
