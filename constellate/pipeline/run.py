@@ -15,6 +15,7 @@ switch is recorded as failed and leaves the previous labels and catalogue live.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,20 @@ def recluster(
     return finish(store, settings, plan, [result], lease, stages, notifier, optimizer)
 
 
+@dataclass
+class _Claimed:
+    """What the claim stage read: the state it claimed, the run's mode, record and edits."""
+
+    claimed: dict[str, Any]
+    live_slot: str | None
+    mode: str
+    record: dict[str, Any]
+    edits: list[dict[str, Any]]
+    seen: list[str]
+    failed_runs: list[str]
+    recent_runs: list[str]
+
+
 def prepare(
     store: VectorStore,
     settings: Settings,
@@ -110,6 +125,21 @@ def prepare(
 ) -> Plan | dict[str, Any]:
     """Claim the state, then sample, fit, match ids, name and lay out the map: the plan for the
     labelling pass. Returns the run record instead when there is nothing to cluster."""
+    started = _claim_run(store, settings, lease, stages, full)
+    if isinstance(started, dict):
+        return started
+    try:
+        return _plan_run(store, settings, namer, lease, stages, started)
+    except BaseException as exc:
+        fail(store, started.record, exc, stages)
+        raise
+
+
+def _claim_run(
+    store: VectorStore, settings: Settings, lease: Lease, stages: Stages, full: bool
+) -> _Claimed | dict[str, Any]:
+    """The claim stage: the state claimed, the mode chosen, the edits listed and the run recorded;
+    the record of a skipped run instead when nothing changed since the live one."""
     run_id = lease.run_id
     with stages.stage("claim", f"run {run_id}"):
         lease.check()
@@ -144,64 +174,66 @@ def prepare(
         return record  # not stored: a skip leaves no trace in the run history (as the beat's skip)
     record["edits_seen"] = seen
     store.save_run(record)
-    try:
-        if mode == INCREMENTAL:
-            with stages.stage("sync", "finishing the last run's copy into the target slot"):
-                record["synced"] = copy_labels(
-                    store, claimed["current_run"], live_slot, other_slot(live_slot), lease
-                )
-        with stages.stage("sample", "reading the fit sample"):
-            sample = read_sample(
-                store, settings.fit_sample_size, live_slot, settings.seed, settings.recluster_page_size
+    return _Claimed(claimed, live_slot, mode, record, edits, seen, failed_runs, recent_runs)
+
+
+def _plan_run(
+    store: VectorStore, settings: Settings, namer: Namer | None, lease: Lease, stages: Stages, c: _Claimed
+) -> Plan | dict[str, Any]:
+    """Sample, fit, match ids, group topics, name and lay out the map for a claimed run."""
+    record, mode, live_slot, claimed = c.record, c.mode, c.live_slot, c.claimed
+    if mode == INCREMENTAL:
+        with stages.stage("sync", "finishing the last run's copy into the target slot"):
+            record["synced"] = copy_labels(
+                store, claimed["current_run"], live_slot, other_slot(live_slot), lease
             )
-        if len(sample) == 0:
-            record.update(
-                status="skipped", reason="no tickets stored", finished_at=utc_now_precise(), n_points=0
-            )
-            store.save_run(record)
-            return record
-        with stages.stage("fit", f"clustering a sample of {len(sample)} tickets"):
-            fit = build_cluster_model(settings, len(sample)).fit(sample.vectors)
-        for name, seconds in fit.seconds.items():
-            stages.add(name, seconds, inner=True)
-        with stages.stage("match", f"matching {fit.n_clusters} clusters to the live ones"):
-            common: dict[str, Any] = {
-                "run_id": run_id,
-                "target": other_slot(live_slot),
-                "first_run": live_slot is None,
-                "claimed_version": int(claimed["version"]),
-                "edit_ids": seen,
-                "failed_runs": failed_runs,
-                "live_slot": live_slot,
-            }
-            plan, previous, matched = match_and_plan(
-                store, settings, mode, sample, fit, claimed, edits, recent_runs, common
-            )
-        with stages.stage("topics", f"grouping {len(plan.cluster_ids)} clusters into topics"):
-            live_topics = store.list_clusters(claimed.get("current_run"), with_vector=True, level="topic")
-            topics_stage = fit_topics if mode == FULL else keep_topics
-            topics_stage(plan, sample, previous, live_topics, edits, lambda n: reserve_ids(store, n))
-        named = plan.born if mode == INCREMENTAL else None
-        with stages.stage("name", f"naming {len(plan.cluster_ids if named is None else named)} clusters"):
-            name_levels(plan, sample, previous, live_topics, matched.effect.renames, namer, settings, named)
-        with stages.stage("map", "laying out the map sample"):
-            map_rows = _map(store, plan, sample, settings)
-        record.update(
-            algorithm=fit.params.get("algorithm"),
-            params=fit.params,
-            fit_size=len(sample),
-            noise_fraction=round(float(fit.noise.mean()), 4),
-            map_points=map_rows,
-            born=len(plan.born) if mode == INCREMENTAL else None,
-            **internal_metrics(sample, plan, settings.seed),
+    with stages.stage("sample", "reading the fit sample"):
+        sample = read_sample(
+            store, settings.fit_sample_size, live_slot, settings.seed, settings.recluster_page_size
         )
-        plan.record = record
-        record["seconds"] = stages.rounded()
+    if len(sample) == 0:
+        record.update(status="skipped", reason="no tickets stored", finished_at=utc_now_precise(), n_points=0)
         store.save_run(record)
-        return plan
-    except BaseException as exc:
-        fail(store, record, exc, stages)
-        raise
+        return record
+    with stages.stage("fit", f"clustering a sample of {len(sample)} tickets"):
+        fit = build_cluster_model(settings, len(sample)).fit(sample.vectors)
+    for name, seconds in fit.seconds.items():
+        stages.add(name, seconds, inner=True)
+    with stages.stage("match", f"matching {fit.n_clusters} clusters to the live ones"):
+        common: dict[str, Any] = {
+            "run_id": lease.run_id,
+            "target": other_slot(live_slot),
+            "first_run": live_slot is None,
+            "claimed_version": int(claimed["version"]),
+            "edit_ids": c.seen,
+            "failed_runs": c.failed_runs,
+            "live_slot": live_slot,
+        }
+        plan, previous, matched = match_and_plan(
+            store, settings, mode, sample, fit, claimed, c.edits, c.recent_runs, common
+        )
+    with stages.stage("topics", f"grouping {len(plan.cluster_ids)} clusters into topics"):
+        live_topics = store.list_clusters(claimed.get("current_run"), with_vector=True, level="topic")
+        topics_stage = fit_topics if mode == FULL else keep_topics
+        topics_stage(plan, sample, previous, live_topics, c.edits, lambda n: reserve_ids(store, n))
+    named = plan.born if mode == INCREMENTAL else None
+    with stages.stage("name", f"naming {len(plan.cluster_ids if named is None else named)} clusters"):
+        name_levels(plan, sample, previous, live_topics, matched.effect.renames, namer, settings, named)
+    with stages.stage("map", "laying out the map sample"):
+        map_rows = _map(store, plan, sample, settings)
+    record.update(
+        algorithm=fit.params.get("algorithm"),
+        params=fit.params,
+        fit_size=len(sample),
+        noise_fraction=round(float(fit.noise.mean()), 4),
+        map_points=map_rows,
+        born=len(plan.born) if mode == INCREMENTAL else None,
+        **internal_metrics(sample, plan, settings.seed),
+    )
+    plan.record = record
+    record["seconds"] = stages.rounded()
+    store.save_run(record)
+    return plan
 
 
 def match_and_plan(
