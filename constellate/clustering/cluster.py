@@ -126,6 +126,11 @@ def resolved_min_size(min_cluster_size: int | None, n: int) -> int:
 # 0.8012 over 8 input orders), and 150 epochs instead of 100 cost 0.12 s more for V 0.8022, ARI
 # 0.544 vs 0.538 (docs/backends.md)
 KNN_THREADS = 2
+# numba threads of HDBSCAN's spanning tree, in fast_hdbscan's reproducible mode: its result depends
+# on the number of threads, not on their timing (the default mode's did: equal-weight edges came in
+# another order, 278 Banking77 tickets moved). On Banking77 and HWU64 two threads gave the labels of
+# one, four runs each, in 0.35 s instead of 0.62 s (docs/backends.md).
+HDBSCAN_THREADS = 2
 
 
 def numba_threads(wanted: int) -> int:
@@ -202,7 +207,7 @@ class EVoCClusterer:
     """HDBSCAN on EVoC's node embedding of the cosine kNN graph, in place of UMAP-10.
 
     The embedding (:func:`evoc_embedding`, 4-d for 15 neighbours) takes the place of the UMAP
-    reduction; HDBSCAN (fast_hdbscan, one numba thread) keeps the pipeline's size-aware
+    reduction; HDBSCAN (fast_hdbscan, reproducible, ``HDBSCAN_THREADS``) keeps the pipeline's size-aware
     ``min_cluster_size`` = √n/2 rather than one of EVoC's own cluster layers, whose choice varied
     by dataset (docs/backends.md). Give it the raw unit vectors (``reduction`` resolves to none).
     """
@@ -242,9 +247,11 @@ class EVoCClusterer:
         )
         self.embedding_ = embedding  # kept for a coarser level (EVoC's cluster layers on the same points)
         before = numba.get_num_threads()
-        numba.set_num_threads(numba_threads(self.threads))
+        numba.set_num_threads(numba_threads(HDBSCAN_THREADS))
         try:
-            model = fast_hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=min(self.min_samples, mcs))
+            model = fast_hdbscan.HDBSCAN(
+                min_cluster_size=mcs, min_samples=min(self.min_samples, mcs), reproducible=True
+            )
             labels = model.fit_predict(embedding)
         finally:
             numba.set_num_threads(before)
@@ -258,4 +265,5 @@ class EVoCClusterer:
             "n_components": self.n_components,
             "n_epochs": self.n_epochs,
             "knn_threads": numba_threads(KNN_THREADS),  # the graph depends on it: a run record says which one
+            "hdbscan_threads": numba_threads(HDBSCAN_THREADS),  # and the spanning tree
         }
