@@ -78,7 +78,7 @@ def ingest_tickets(
                 run, extra = labeller.label(vectors, cleared)
                 # only onto the text these vectors are of (a newer version may have replaced it)
                 store.set_payloads_at_version(
-                    [(pid, int(t.version or now), e) for pid, t, e in zip(ids, chunk, extra, strict=True)]
+                    [(pid, int(t.version), e) for pid, t, e in zip(ids, chunk, extra, strict=True)]
                 )
         stored += len(chunk)
         if progress is not None:

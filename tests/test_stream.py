@@ -364,3 +364,24 @@ def test_consumers_gone_quiet_with_nothing_pending_are_forgotten(client, store, 
     assert forget_idle_consumers(client, idle_ms=1000) == ["restarted-long-ago"]
     names = {c["name"].decode() for c in client.xinfo_consumers(STREAM_KEY, GROUP)}
     assert names == {"dead-with-entries", "recent"}
+
+
+def test_a_server_refusing_the_clean_up_script_does_not_stop_ingestion(client, store, hash_embedder) -> None:
+    """Scripts refused (an ACL without @scripting, EVAL disabled on a managed Redis): the clean-up is
+    skipped with a warning, and the consumer joins the group and stores tickets as before."""
+
+    class NoScripts:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def eval(self, *args, **kwargs):
+            raise redis.ResponseError("NOPERM this user has no permissions to run the 'eval' command")
+
+    consumer = StreamConsumer(NoScripts(client), store, hash_embedder, config=ConsumerConfig(block_ms=10))
+    consumer.ensure_group()
+    publish(client, [Ticket(id="s1", text="refund not received")])
+    _drain(consumer, client)
+    assert store.count() == 1

@@ -142,7 +142,10 @@ class QdrantStore:
                 self.tickets.upsert(fresh_ids, vectors[fresh], [payloads[i] for i in fresh], insert_only=True)
                 # another writer may have inserted one of them meanwhile: it is updated like a stored one
                 won = self._versions(fresh_ids)
-                stored.update({ids[i]: won[ids[i]] for i in fresh if won[ids[i]][1] != token[i]})
+                unseen = (None, None)  # not read back (a lagging replica): written the conditional way
+                stored.update(
+                    {ids[i]: won.get(ids[i], unseen) for i in fresh if won.get(ids[i], unseen)[1] != token[i]}
+                )
             again = [i for i in part if ids[i] in stored and not _newer(stored[ids[i]][0], version[i])]
             self.tickets.update_points(
                 [
