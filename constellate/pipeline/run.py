@@ -15,7 +15,6 @@ switch is recorded as failed and leaves the previous labels and catalogue live.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,21 +22,17 @@ import numpy as np
 from constellate.alerts import ALERT_KIND, Notifier, detect_alerts
 from constellate.clustering import Fit, OutlierScale, build_cluster_model
 from constellate.config import Settings
-from constellate.edits import list_edits
 from constellate.ids import reserve_ids
 from constellate.labels import other_slot
 from constellate.mapping import map_layout
 from constellate.naming import Namer
 from constellate.optimizer import BackgroundOptimizer
+from constellate.pipeline.claim import Claimed, claim_run
 from constellate.pipeline.counts import Counts, count_labels
 from constellate.pipeline.entries import catalogue_entries
 from constellate.pipeline.label import PartResult, assign, copy_labels, label_range
 from constellate.pipeline.mode import (
-    choose_mode,
     fingerprint,
-    in_live_catalogue,
-    nothing_changed,
-    runs_since_rebase,
 )
 from constellate.pipeline.name import keep_entries, name_clusters
 from constellate.pipeline.plan import (
@@ -51,10 +46,8 @@ from constellate.pipeline.plan import (
 )
 from constellate.pipeline.sample import Sample, read_sample
 from constellate.pipeline.switch import (
-    abandon_stale_runs,
     after_switch,
     catch_up_edits,
-    claim,
     switch,
 )
 from constellate.pipeline.timing import Progress, Stages
@@ -101,20 +94,6 @@ def recluster(
     return finish(store, settings, plan, [result], lease, stages, notifier, optimizer)
 
 
-@dataclass
-class _Claimed:
-    """What the claim stage read: the state it claimed, the run's mode, record and edits."""
-
-    claimed: dict[str, Any]
-    live_slot: str | None
-    mode: str
-    record: dict[str, Any]
-    edits: list[dict[str, Any]]
-    seen: list[str]
-    failed_runs: list[str]
-    recent_runs: list[str]
-
-
 def prepare(
     store: VectorStore,
     settings: Settings,
@@ -125,7 +104,7 @@ def prepare(
 ) -> Plan | dict[str, Any]:
     """Claim the state, then sample, fit, match ids, name and lay out the map: the plan for the
     labelling pass. Returns the run record instead when there is nothing to cluster."""
-    started = _claim_run(store, settings, lease, stages, full)
+    started = claim_run(store, settings, lease, stages, full)
     if isinstance(started, dict):
         return started
     try:
@@ -135,50 +114,8 @@ def prepare(
         raise
 
 
-def _claim_run(
-    store: VectorStore, settings: Settings, lease: Lease, stages: Stages, full: bool
-) -> _Claimed | dict[str, Any]:
-    """The claim stage: the state claimed, the mode chosen, the edits listed and the run recorded;
-    the record of a skipped run instead when nothing changed since the live one."""
-    run_id = lease.run_id
-    with stages.stage("claim", f"run {run_id}"):
-        lease.check()
-        claimed = claim(store, run_id)
-        abandon_stale_runs(store, run_id)
-        latest = store.list_runs(limit=max(20, settings.rebase_every_runs + 1))
-        failed_runs = [r["run_id"] for r in latest if r.get("status") == "failed"]
-        recent_runs = runs_since_rebase(latest, claimed.get("rebase_run"))
-    live_slot: str | None = claimed.get("slot")
-    mode, why = choose_mode(settings, claimed, store.count(), full)
-    record: dict[str, Any] = {
-        "run_id": run_id,
-        "started_at": utc_now_precise(),
-        "status": "running",
-        "slot": other_slot(live_slot),
-        "parts": settings.recluster_parts,
-        "mode": mode,
-        "mode_reason": why,
-    }
-    # Edits are listed before anything else is read. A full run replays them all; an incremental
-    # one keeps the live catalogue, so it counts as seen only the edits already in it (applied to
-    # the live run, or in its result); the rest are applied again after its switch.
-    edits = list_edits(store)
-    seen = [e["edit_id"] for e in edits] if mode == FULL else in_live_catalogue(store, claimed, edits)
-    if mode == INCREMENTAL and len(seen) == len(edits) and nothing_changed(store, claimed, failed_runs):
-        record.update(
-            status="skipped",
-            reason=f"nothing changed since run {claimed['current_run']}",
-            finished_at=utc_now_precise(),
-            n_points=store.count(),
-        )
-        return record  # not stored: a skip leaves no trace in the run history (as the beat's skip)
-    record["edits_seen"] = seen
-    store.save_run(record)
-    return _Claimed(claimed, live_slot, mode, record, edits, seen, failed_runs, recent_runs)
-
-
 def _plan_run(
-    store: VectorStore, settings: Settings, namer: Namer | None, lease: Lease, stages: Stages, c: _Claimed
+    store: VectorStore, settings: Settings, namer: Namer | None, lease: Lease, stages: Stages, c: Claimed
 ) -> Plan | dict[str, Any]:
     """Sample, fit, match ids, group topics, name and lay out the map for a claimed run."""
     record, mode, live_slot, claimed = c.record, c.mode, c.live_slot, c.claimed
