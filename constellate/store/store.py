@@ -17,7 +17,6 @@ from constellate.store.base import (
     TICKET_INDEXES,
     DateRange,
     Filter,
-    HasId,
     Match,
     Range,
     Record,
@@ -142,10 +141,10 @@ class QdrantStore:
                 self.tickets.upsert(fresh_ids, vectors[fresh], [payloads[i] for i in fresh], insert_only=True)
                 # another writer may have inserted one of them meanwhile: it is updated like a stored one
                 won = self._versions(fresh_ids)
-                unseen = (None, None)  # not read back (a lagging replica): written the conditional way
-                stored.update(
-                    {ids[i]: won.get(ids[i], unseen) for i in fresh if won.get(ids[i], unseen)[1] != token[i]}
-                )
+                for i in fresh:  # not read back (a lagging replica): written the conditional way too
+                    seen = won.get(ids[i], (None, None))
+                    if seen[1] != token[i]:
+                        stored[ids[i]] = seen
             again = [i for i in part if ids[i] in stored and not _newer(stored[ids[i]][0], version[i])]
             self.tickets.update_points(
                 [
@@ -172,7 +171,7 @@ class QdrantStore:
         from a vector are not written onto a newer text): one conditional engine write each."""
         for pid, version, payload in updates:
             self.tickets.set_payload_where(
-                Filter(must=(HasId((pid,)), Match(VERSION, int(version)))), payload
+                Filter(must=(Match(VERSION, int(version)),)).on_point(pid), payload
             )
 
     def get_ticket(self, ticket_id: str) -> Record | None:
