@@ -1,6 +1,6 @@
 """What one label write costs in qdrant-edge: first write vs rewrite, label fields indexed or not.
 
-    .venv/bin/python -m bench.write_cost [N] [DIR] [indexes|sparse]
+    .venv/bin/python -m bench.write_cost [N] [DIR] [indexes|sparse|gil]
 
 Fills a shard on disk (under DIR, default the system temp dir) with N random points carrying a
 ticket's text, optimises it, then writes label payloads in groups of 4,096 ids as a run does:
@@ -9,7 +9,9 @@ indexed (as the store creates them) and once without. With ``indexes``: an unopt
 the bench's 1M store), label payloads grouped by (cluster, score) as a run writes them, both slots
 written once with every label index, without the three low-cardinality keyword indexes, and with
 none. With ``sparse``: the same first write with every label value stored vs the sparse label
-fields a run writes now (docs/architecture.md). Figures in docs/scaling.md and docs/benchmarks.md.
+fields a run writes now (docs/architecture.md). With ``gil``: the same writes alone and beside a
+thread running Python (as the pass reads and scores pages beside a writer thread): whether a
+writer thread can overlap the pass. Figures in docs/scaling.md and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -158,6 +160,41 @@ def sparse_cost(n: int, where: str | None) -> None:
             print(f"first write of both slots, {name}: {us:.1f} us/point", flush=True)
 
 
+def gil_cost(n: int, where: str | None) -> None:
+    """Microseconds per point for label writes (groups of 4,096 and of 14, the mean group of a real
+    first run) made alone and beside a thread running a Python loop, and how far that thread got."""
+    import threading
+
+    for group, busy in ((GROUP, False), (GROUP, True), (14, False), (14, True)):
+        with tempfile.TemporaryDirectory(dir=where) as tmp:
+            shard, ids = filled(Path(tmp), n, TICKET_INDEXES, optimise=False)
+            stop, ticks = threading.Event(), [0]
+
+            def spin(stop: threading.Event = stop, ticks: list[int] = ticks) -> None:
+                while not stop.is_set():
+                    sum(range(1000))
+                    ticks[0] += 1
+
+            spinner = threading.Thread(target=spin)
+            if busy:
+                spinner.start()
+            started = time.perf_counter()
+            for k, lo in enumerate(range(0, n, group)):
+                shard.set_payload(
+                    ids[lo : lo + group], {**labels("a", "r1", k % 80), **labels("b", "r1", k % 80)}
+                )
+            seconds = time.perf_counter() - started
+            stop.set()
+            if busy:
+                spinner.join()
+            shard.close()
+            print(
+                f"groups of {group}, {'beside a busy thread' if busy else 'alone'}: "
+                f"{seconds / n * 1e6:.1f} us/point; the other thread ran {ticks[0] / seconds:.0f} loops/s",
+                flush=True,
+            )
+
+
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     folder = sys.argv[2] if len(sys.argv) > 2 else None
@@ -165,5 +202,7 @@ if __name__ == "__main__":
         index_cost(size, folder)
     elif len(sys.argv) > 3 and sys.argv[3] == "sparse":
         sparse_cost(size, folder)
+    elif len(sys.argv) > 3 and sys.argv[3] == "gil":
+        gil_cost(size, folder)
     else:
         main(size, folder)

@@ -2,10 +2,14 @@
 
 A run's labels repeat: most tickets it writes share a cluster, a flag, a score bucket, its run id.
 Each group becomes one engine operation (a qdrant-edge operation costs tens of µs on top of the
-per-point work, a server one round trip), and the operations run in a thread, so the engine
-writes (it releases the GIL) while the pass reads and scores the next page. The ids handed over and
-not yet written are bounded (backpressure in ids, so small groups do not stall the pass), and the
-lease is checked before every operation is handed over and again before the thread writes it."""
+per-point work, a server one round trip). Against a server the operations run in a thread, so the
+server writes while the pass reads and scores the next page (the thread waits on the network, not
+on the GIL); the ids handed over and not yet written are bounded (backpressure in ids, so small
+groups do not stall the pass). qdrant-edge takes the GIL back within each call, once per point or
+so: beside a busy thread its writes crawl (a 4,096-id write 0.14 s alone, 5.5 s beside a Python
+loop; docs/benchmarks.md), so against the embedded engine the pass writes each group itself
+(``background=False``). The lease is checked before every operation is handed over and again
+before it is written."""
 
 from __future__ import annotations
 
@@ -30,8 +34,17 @@ IN_FLIGHT = 4 * GROUP
 class GroupedWriter:
     """``add(pid, payload)`` many times, then ``flush()``; use as a context manager."""
 
-    def __init__(self, store: VectorStore, lease: Lease, group: int = GROUP, pending: int = PENDING) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        lease: Lease,
+        group: int = GROUP,
+        pending: int = PENDING,
+        background: bool | None = None,
+    ) -> None:
         self.store, self.lease = store, lease
+        # default: a thread where the store's writes let the pass run beside them
+        self.background = getattr(store, "concurrent_writes", True) if background is None else background
         self.group, self.pending = group, pending
         self._groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
         self._held = 0
@@ -67,6 +80,10 @@ class GroupedWriter:
         while self._futures and self._in_flight + len(ids) > IN_FLIGHT:
             self._wait_oldest()
         self.lease.check()  # never hand over a write for a run that no longer owns the lock
+        if not self.background:
+            self._write(ids, dict(key), first=not self.written)
+            self.written += len(ids)
+            return
         future = self._pool.submit(self._write, ids, dict(key), first=not self.written)
         self._futures.append((future, len(ids)))
         self._in_flight += len(ids)

@@ -140,6 +140,8 @@ class VectorPage:
 class VectorStore(Protocol):
     """What constellate needs from Qdrant. Implemented once over a :class:`Collection` backend."""
 
+    @property
+    def concurrent_writes(self) -> bool: ...
     def ensure_collections(self, dim: int) -> None: ...
     def upsert_tickets(
         self, tickets: Sequence[Ticket], vectors: np.ndarray, extra: Sequence[dict[str, Any]] | None = None

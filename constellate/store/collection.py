@@ -26,7 +26,13 @@ class PointUpdate:
 
 
 class Collection(Protocol):
-    """One collection (a Qdrant collection, or one qdrant-edge shard)."""
+    """One collection (a Qdrant collection, or one qdrant-edge shard).
+
+    ``concurrent_writes``: whether other Python threads run while a write call is under way (a
+    server's network wait lets them; qdrant-edge's calls take the GIL back point by point).
+    """
+
+    concurrent_writes: bool
 
     def exists(self) -> bool: ...
     def create(self, dim: int, indexes: dict[str, IndexKind]) -> None: ...

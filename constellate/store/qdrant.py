@@ -65,6 +65,8 @@ def _record(point: Any, with_vector: bool) -> Record:
 class ClientCollection:
     """One collection on a Qdrant server reached through qdrant-client."""
 
+    concurrent_writes = True  # a call waits on the network with the GIL released
+
     def __init__(
         self,
         client: QdrantClient,

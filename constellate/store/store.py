@@ -77,6 +77,11 @@ class QdrantStore:
         self._on_close = on_close
         self._ensured: int | None = None
 
+    @property
+    def concurrent_writes(self) -> bool:
+        """Whether a ticket write lets other threads run meanwhile (see :class:`Collection`)."""
+        return bool(getattr(self.tickets, "concurrent_writes", True))
+
     # -- set-up -----------------------------------------------------------------------------------
     def ensure_collections(self, dim: int) -> None:
         """Create the collections and their payload indexes if missing (idempotent).

@@ -20,12 +20,14 @@ class RecordingStore:
 
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.calls: list[tuple[list[str], dict[str, Any]]] = []
+        self.threads: list[str] = []
         self.gate = gate
 
     def set_payload_ids(self, ids: list[str], payload: dict[str, Any]) -> None:
         if self.gate is not None:
             assert self.gate.wait(10)
         self.calls.append((list(ids), dict(payload)))
+        self.threads.append(threading.current_thread().name)
 
 
 class CountedLease(NoLease):
@@ -51,6 +53,29 @@ def test_one_operation_per_payload_and_every_id_written() -> None:
     assert all(len(ids) <= 3 for ids, _ in store.calls)
     assert len(store.calls) == 3  # 4 ids of cluster 0 in groups of 3 (2 operations), 3 of cluster 1 (1)
     assert w.written == 7
+
+
+def test_a_store_whose_writes_hold_the_gil_is_written_by_the_pass_itself(tmp_path: Any) -> None:
+    """qdrant-edge takes the GIL back within each write, so a writer thread beside the pass would
+    crawl: against it every group is written in the calling thread, when it is handed over."""
+    from constellate.config import Settings
+    from constellate.store import edge_store
+
+    edge = edge_store(Settings(data_dir=tmp_path))
+    try:
+        assert edge.concurrent_writes is False
+    finally:
+        edge.close()
+    store = RecordingStore()
+    store.concurrent_writes = False  # type: ignore[attr-defined]
+    w = GroupedWriter(store, NoLease("r1"), group=2)  # type: ignore[arg-type]
+    for i in range(5):
+        w.add(f"p{i}", {"cluster_id": 0})
+    assert [ids for ids, _ in store.calls] == [["p0", "p1"], ["p2", "p3"]]  # written as each group filled
+    w.flush()
+    assert store.threads == [threading.current_thread().name] * 3 and w.written == 5
+    writer = GroupedWriter(RecordingStore(), NoLease("r1"))  # type: ignore[arg-type]
+    assert writer.background  # a store that does not say so (a server's) is written from a thread
 
 
 def test_small_groups_do_not_stall_the_pass() -> None:
