@@ -1,13 +1,13 @@
-"""Label writes grouped by identical payload and written from one background thread.
+"""Label writes grouped by identical payload, written by the pass (qdrant-edge) or from one thread (a server).
 
 A run's labels repeat: most tickets it writes share a cluster, a flag, a score bucket, its run id.
 Each group becomes one engine operation (a qdrant-edge operation costs tens of µs on top of the
 per-point work, a server one round trip). Against a server the operations run in a thread, so the
 server writes while the pass reads and scores the next page (the thread waits on the network, not
 on the GIL); the ids handed over and not yet written are bounded (backpressure in ids, so small
-groups do not stall the pass). qdrant-edge takes the GIL back within each call, once per point or
-so: beside a busy thread its writes crawl (a 4,096-id write 0.14 s alone, 5.5 s beside a Python
-loop; docs/benchmarks.md), so against the embedded engine the pass writes each group itself
+groups do not stall the pass). qdrant-edge takes the GIL back within each call, every few points:
+beside a busy thread its writes crawl (on an idle 2-core machine a 4,096-id write took 0.14 s
+alone, 5.6 s beside a Python loop; docs/benchmarks.md), so against the embedded engine the pass writes each group itself
 (``background=False``). The lease is checked before every operation is handed over and again
 before it is written."""
 

@@ -64,6 +64,7 @@ def test_a_store_whose_writes_hold_the_gil_is_written_by_the_pass_itself(tmp_pat
     edge = edge_store(Settings(data_dir=tmp_path))
     try:
         assert edge.concurrent_writes is False
+        assert GroupedWriter(edge, NoLease("r1")).background is False  # what label_range builds
     finally:
         edge.close()
     store = RecordingStore()
