@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from constellate.edits import edits_for, edits_meta
-from constellate.labels import label_filter, slot_field, ticket_view
+from constellate.labels import RANK, label_filter, slot_field, ticket_view
 from constellate.store.base import VectorStore
 from constellate.tickets import point_id
 
@@ -132,7 +132,7 @@ def top_outliers(store: VectorStore, live: Live, limit: int) -> list[dict[str, A
     records, _ = store.scroll_tickets(
         label_filter(live.slot, is_outlier=True),
         limit=limit,
-        order_by="-" + slot_field(live.slot, "outlier_score"),
+        order_by="-" + slot_field(live.slot, RANK),
     )
     return [live.view(r.payload) for r in records]
 

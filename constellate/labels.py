@@ -16,6 +16,7 @@ from constellate.store.base import Condition, Filter, IsEmpty, Match, MatchAny
 
 SLOTS = ("a", "b")
 LABEL_FIELDS = ("cluster_id", "is_outlier", "outlier_score", "label_run", "assigned_by")
+RANK = "outlier_rank"  # stored beside the labels, not shown: the score of a flagged ticket
 TICKET_FIELDS = ("ticket_id", "text", "created_at", "metadata")
 NOT_OUTLIER = "outlier_override"  # ticket payload field; "no" = a human said it is not an outlier
 RECLUSTER = "recluster"  # assigned_by of labels a run wrote, as readers see it (not stored, below)
@@ -43,14 +44,24 @@ def other_slot(slot: str | None) -> str:
     return "b" if slot == "a" else "a"
 
 
+def ranked(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Label values as stored: where they set the flag and the score, with ``outlier_rank``, the
+    score of a flagged ticket (cleared otherwise). /outliers orders the flagged tickets by it; the
+    score itself, on every ticket, is not indexed (its index was half of a label write's cost)."""
+    out = dict(values)
+    if "is_outlier" in values and "outlier_score" in values:
+        out[RANK] = values["outlier_score"] if values["is_outlier"] else None
+    return out
+
+
 def slot_payload(slot: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Prefix label values for ``slot``."""
-    return {slot_field(slot, k): v for k, v in values.items()}
+    """Prefix label values for ``slot`` (with the rank, see :func:`ranked`)."""
+    return {slot_field(slot, k): v for k, v in ranked(values).items()}
 
 
 def both_slots(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The same label values for both slots."""
-    return {slot_field(s, k): v for s in SLOTS for k, v in values.items()}
+    """The same label values for both slots (with the rank, see :func:`ranked`)."""
+    return {k: v for s in SLOTS for k, v in slot_payload(s, values).items()}
 
 
 def slot_values(payload: Mapping[str, Any], slot: str) -> dict[str, Any]:

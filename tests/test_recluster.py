@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from constellate.catalogue import NameCache, top_outliers
 from constellate.config import Settings
 from constellate.labels import both_slots, label_filter, slot_field
 from constellate.naming import KeyBERTNamer
@@ -73,6 +74,17 @@ def test_a_run_labels_every_ticket_and_writes_catalogue_and_record(
     assert status["outliers"] == pytest.approx(300 * small_settings.outlier_share, abs=2)
     flagged = store.count(label_filter(store.get_state()["slot"], is_outlier=True))
     assert flagged == status["outliers"]
+    # a flagged ticket's rank is its score (the first run wrote both slots); no other ticket has one
+    for slot in ("a", "b"):
+        for t in tickets:
+            p = store.get_ticket(t.id).payload
+            expected = p[f"{slot}_outlier_score"] if p[f"{slot}_is_outlier"] else None
+            assert p.get(f"{slot}_outlier_rank") == expected
+    live = NameCache().live(store)
+    top = top_outliers(store, live, 100)
+    assert len(top) == flagged and [v["outlier_score"] for v in top] == sorted(
+        (v["outlier_score"] for v in top), reverse=True
+    )
 
 
 def test_rerun_on_unchanged_data_keeps_ids_and_names(filled, small_settings, hash_embedder) -> None:

@@ -6,8 +6,8 @@ of a cluster the run adds (an exact search around each born centroid). For each 
 (nearest centroid, with hysteresis for labels a run wrote), the outlier score on the run's scale, and
 a comparison with what the run's target slot already holds. A ticket is written only if its cluster
 differs, its outlier flag flips, its score moved more than the tolerance, or no run labelled it
-there. Writes are grouped by payload and made from a background thread (:mod:`.writer`). The pass
-holds one page and the plan — never the whole matrix.
+there. Writes are grouped by payload (:mod:`.writer`): made by the pass against qdrant-edge, from a
+thread against a server. The pass holds one page and the plan — never the whole matrix.
 """
 
 from __future__ import annotations
@@ -19,14 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from constellate.labels import INGEST, NOT_OUTLIER, SLOTS, by_a_run, other_slot, slot_field, slot_payload
+from constellate.labels import (
+    INGEST,
+    NOT_OUTLIER,
+    RANK,
+    SLOTS,
+    by_a_run,
+    other_slot,
+    slot_field,
+    slot_payload,
+)
 from constellate.pipeline.plan import FULL, Plan
 from constellate.pipeline.writer import PAGES_HELD, GroupedWriter
 from constellate.run_lock import Lease, NoLease
 from constellate.store.base import Filter, IsEmpty, Match, MatchAny, VectorPage, VectorStore
 
 TOP_BAND = 0.15  # scores this close below the outlier threshold (or above it) are kept to the tolerance
-LABEL_NAMES = ("cluster_id", "is_outlier", "outlier_score", "assigned_by", "label_run")
+LABEL_NAMES = ("cluster_id", "is_outlier", "outlier_score", "assigned_by", "label_run", RANK)
 
 
 def id_ranges(parts: int) -> list[tuple[str | None, str | None]]:

@@ -15,10 +15,14 @@ from constellate.tickets import Ticket
 _SLOT_INDEXES = {
     "cluster_id": "integer",
     "is_outlier": "bool",
-    "outlier_score": "float",
+    "outlier_rank": "float",  # the score again, kept only on flagged tickets: what /outliers orders by
     "assigned_by": "keyword",
     "label_run": "keyword",
 }
+# Indexes an older store has and this code drops when it opens one: every ticket's outlier score was
+# indexed (for /outliers' order) and that index was half of a label write's cost (docs/benchmarks.md);
+# the ordered read now uses ``outlier_rank``, which only the flagged tickets carry.
+RETIRED_INDEXES = tuple(f"{slot}_outlier_score" for slot in ("a", "b"))
 TICKET_INDEXES = {
     "ticket_id": "keyword",
     "created_at": "datetime",

@@ -35,7 +35,10 @@ class Collection(Protocol):
     concurrent_writes: bool
 
     def exists(self) -> bool: ...
-    def create(self, dim: int, indexes: dict[str, IndexKind]) -> None: ...
+    def create(self, dim: int, indexes: dict[str, IndexKind], retired: Sequence[str] = ()) -> None:
+        """Create the collection if missing, add the missing ``indexes`` and drop any ``retired`` ones."""
+        ...
+
     def upsert(
         self,
         ids: Sequence[str],

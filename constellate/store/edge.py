@@ -112,13 +112,16 @@ class EdgeCollection:
     def exists(self) -> bool:
         return self._shard is not None
 
-    def create(self, dim: int, indexes: dict[str, str]) -> None:
+    def create(self, dim: int, indexes: dict[str, str], retired: Sequence[str] = ()) -> None:
         with self._lock:
             if self._shard is None:
                 self.path.mkdir(parents=True, exist_ok=True)
                 config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
                 self._shard = qe.EdgeShard.create(str(self.path), config)
             existing = self._shard.info().payload_schema
+            for name in retired:
+                if name in existing:
+                    self._shard.update(qe.UpdateOperation.delete_field_index(name))
             for name, kind in indexes.items():
                 if kind == "bool":  # filters use the keyword twin; a bool index would only slow writes
                     if name in existing:

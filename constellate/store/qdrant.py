@@ -65,7 +65,8 @@ def _record(point: Any, with_vector: bool) -> Record:
 class ClientCollection:
     """One collection on a Qdrant server reached through qdrant-client."""
 
-    concurrent_writes = True  # a call waits on the network with the GIL released
+    concurrent_writes = True  # a server call waits on the network with the GIL released (local mode
+    # is pure Python: its threads interleave without the engine's stalls)
 
     def __init__(
         self,
@@ -84,7 +85,7 @@ class ClientCollection:
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.name))
 
-    def create(self, dim: int, indexes: dict[str, str]) -> None:
+    def create(self, dim: int, indexes: dict[str, str], retired: Sequence[str] = ()) -> None:
         if not self.exists():
             self.client.create_collection(
                 self.name,
@@ -93,6 +94,9 @@ class ClientCollection:
                 replication_factor=self.replication_factor,
             )
         existing = self.client.get_collection(self.name).payload_schema or {}
+        for field in retired:
+            if field in existing:
+                self.client.delete_payload_index(self.name, field_name=field, wait=True)
         for field, kind in indexes.items():
             if field not in existing:
                 self.client.create_payload_index(self.name, field_name=field, field_schema=_SCHEMA[kind])

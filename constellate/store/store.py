@@ -14,9 +14,12 @@ from constellate.store.base import (
     CLUSTER_INDEXES,
     MAP_INDEXES,
     RECORD_INDEXES,
+    RETIRED_INDEXES,
     TICKET_INDEXES,
     DateRange,
     Filter,
+    HasId,
+    IsEmpty,
     Match,
     Range,
     Record,
@@ -90,11 +93,38 @@ class QdrantStore:
         """
         if self._ensured == dim:
             return
-        self.tickets.create(dim, TICKET_INDEXES)
+        self.tickets.create(dim, TICKET_INDEXES, retired=RETIRED_INDEXES)
         self.clusters.create(dim, CLUSTER_INDEXES)
         self.runs.create(_RUN_DIM, RECORD_INDEXES)
         self.map_points.create(_RUN_DIM, MAP_INDEXES)
+        self._rank_flagged()
         self._ensured = dim
+
+    def _rank_flagged(self, page: int = 4096) -> int:
+        """Give every flagged ticket of either slot its ``outlier_rank`` (the score /outliers orders
+        by) where it has none: the labels of a store written before ranks existed. Bounded by those
+        tickets; on a current store, one empty read per slot. Each write is conditional on the rank
+        still being empty, so a run that labels a ticket in between keeps its own rank. Returns how
+        many were ranked."""
+        ranked = 0
+        for slot in ("a", "b"):
+            flag, score, rank = (f"{slot}_{name}" for name in ("is_outlier", "outlier_score", "outlier_rank"))
+            unranked = Filter(must=(Match(flag, True), IsEmpty(rank)))
+            while True:  # each page leaves the filter once written: read from the start again
+                records, _ = self.tickets.scroll(unranked, limit=page, offset=None, fields=[score])
+                by_score: dict[float, list[str]] = {}
+                for r in records:
+                    value = r.payload.get(score)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        by_score.setdefault(float(value), []).append(r.id)
+                if not by_score:
+                    break
+                for value, ids in by_score.items():
+                    self.tickets.set_payload_where(
+                        Filter(must=(HasId(tuple(ids)), IsEmpty(rank))), {rank: value}
+                    )
+                    ranked += len(ids)
+        return ranked
 
     # -- tickets ----------------------------------------------------------------------------------
     def upsert_tickets(

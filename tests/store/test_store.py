@@ -342,3 +342,35 @@ def test_two_versions_written_interleaved_leave_the_newer_one_whole(settings, or
         assert np.allclose(got.vector, vec[won], atol=1e-5), at
     assert store.count() == 5
     store.close()
+
+
+def test_an_older_store_loses_the_score_index_and_its_flagged_tickets_are_ranked(store) -> None:
+    """A store written before ``outlier_rank`` existed: every ticket's score indexed, no ranks.
+    Opening it drops the score index (half of a label write's cost) and ranks the flagged tickets,
+    so /outliers' ordered read finds them all, highest score first; unflagged tickets get no rank."""
+    from constellate.store.base import RETIRED_INDEXES, TICKET_INDEXES
+
+    old_indexes = {k: v for k, v in TICKET_INDEXES.items() if not k.endswith("outlier_rank")}
+    store.tickets.create(DIM, {**old_indexes, **dict.fromkeys(RETIRED_INDEXES, "float")})
+    ids = store.upsert_tickets(_tickets(6), _vectors(6))
+    scores = [0.1, 0.97, 0.2, 0.99, 0.3, 0.98]
+    for slot in ("a", "b"):
+        store.set_payloads(
+            [
+                (pid, {f"{slot}_cluster_id": 0, f"{slot}_is_outlier": s > 0.9, f"{slot}_outlier_score": s})
+                for pid, s in zip(ids, scores, strict=True)
+            ]
+        )
+    if isinstance(store.tickets, EdgeCollection):  # the engine reports what it indexes
+        assert "a_outlier_score" in store.tickets.shard.info().payload_schema
+    store.ensure_collections(DIM)
+    if isinstance(store.tickets, EdgeCollection):
+        schema = store.tickets.shard.info().payload_schema
+        assert "a_outlier_score" not in schema and "a_outlier_rank" in schema
+    for slot in ("a", "b"):
+        top, _ = store.scroll_tickets(
+            Filter(must=(Match(f"{slot}_is_outlier", True),)), limit=10, order_by=f"-{slot}_outlier_rank"
+        )
+        assert [r.payload["ticket_id"] for r in top] == ["t3", "t5", "t1"]
+    assert store.get_ticket("t0").payload.get("a_outlier_rank") is None
+    assert store._rank_flagged() == 0  # nothing left to rank: the next open reads one empty page per slot
