@@ -87,6 +87,40 @@ def test_a_run_labels_every_ticket_and_writes_catalogue_and_record(
     )
 
 
+def test_a_run_ranks_flagged_tickets_an_older_writer_left_unranked_or_misranked(
+    filled, small_settings, hash_embedder
+) -> None:
+    """Labels an older version wrote: flagged tickets with no rank (the next process to open the
+    store ranks them) and one whose rank is not its score (the next run rewrites it), so /outliers
+    lists every flagged ticket in score order."""
+    store, _, _ = filled
+    namer = KeyBERTNamer(hash_embedder)
+    recluster(store, small_settings, namer=namer)
+    top = top_outliers(store, NameCache().live(store), 1000)
+    victim = top[0]["ticket_id"]
+    for slot in ("a", "b"):
+        flagged = Filter(must=(Match(slot_field(slot, "is_outlier"), True),))
+        store.set_payload_where(flagged, {slot_field(slot, "outlier_rank"): None})
+        store.set_payload_where(
+            Filter(must=(Match("ticket_id", victim),)), {slot_field(slot, "outlier_rank"): 0.0}
+        )
+    store.close()
+    store = edge_store(small_settings)  # a fresh process: nothing ensured yet
+    try:
+        recluster(store, small_settings, namer=namer)
+        slot = store.get_state()["slot"]
+        flagged_n = store.count(label_filter(slot, is_outlier=True))
+        after = top_outliers(store, NameCache().live(store), 1000)
+        assert flagged_n and len(after) == flagged_n
+        scores = [v["outlier_score"] for v in after]
+        assert scores == sorted(scores, reverse=True)
+        p = store.get_ticket(victim).payload
+        assert p[slot_field(slot, "is_outlier")] is True  # still the top outlier on the same data
+        assert p[slot_field(slot, "outlier_rank")] == p[slot_field(slot, "outlier_score")]
+    finally:
+        store.close()
+
+
 def test_rerun_on_unchanged_data_keeps_ids_and_names(filled, small_settings, hash_embedder) -> None:
     store, tickets, _ = filled
     namer = KeyBERTNamer(hash_embedder)

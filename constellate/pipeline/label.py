@@ -177,6 +177,10 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
     near_top = np.maximum(scores, old_scores) >= plan.scale.threshold - TOP_BAND
     allowed = np.where(near_top, plan.tolerance, 5 * plan.tolerance)
     changed = (old_ids != new_ids) | flips | ~(np.abs(old_scores - scores) <= allowed) | ~by_run
+    # a flagged ticket whose rank is not its stored score (missing, or left by an older writer) is
+    # rewritten: /outliers orders by the rank
+    old_ranks = np.fromiter((_float(p.get(keys[RANK])) for p in page.payloads), np.float64, n)
+    changed |= flags & ~(old_ranks == old_scores)
     stored = stored_scores(scores, plan.scale.threshold, plan.tolerance)
     # A run's label stores no assigned_by (None clears a guess's "ingest"; see constellate.labels).
     # A first run writes both slots (no reader uses either yet), and names no run: nothing needs to

@@ -128,8 +128,8 @@ def _plan_run(
         sample = read_sample(
             store, settings.fit_sample_size, live_slot, settings.seed, settings.recluster_page_size
         )
-    if len(sample):  # a store an older version wrote gets its indexes up to date (store.base)
-        store.ensure_collections(sample.vectors.shape[1])
+        if len(sample):  # a store an older version wrote gets its indexes up to date (store.base)
+            store.ensure_collections(sample.vectors.shape[1])
     if len(sample) == 0:
         record.update(status="skipped", reason="no tickets stored", finished_at=utc_now_precise(), n_points=0)
         store.save_run(record)

@@ -363,7 +363,9 @@ def test_an_older_store_loses_the_score_index_and_its_flagged_tickets_are_ranked
         )
     if isinstance(store.tickets, EdgeCollection):  # the engine reports what it indexes
         assert "a_outlier_score" in store.tickets.shard.info().payload_schema
+    store.set_payloads([(ids[1], {"a_outlier_rank": 0.5})])  # one a writer ranked before the backfill's write
     store.ensure_collections(DIM)
+    assert store.get_ticket("t1").payload["a_outlier_rank"] == 0.5  # conditional: a rank is never overwritten
     if isinstance(store.tickets, EdgeCollection):
         schema = store.tickets.shard.info().payload_schema
         assert "a_outlier_score" not in schema and "a_outlier_rank" in schema
