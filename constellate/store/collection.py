@@ -29,7 +29,7 @@ class Collection(Protocol):
     """One collection (a Qdrant collection, or one qdrant-edge shard).
 
     ``concurrent_writes``: whether other Python threads run while a write call is under way (a
-    server's network wait lets them; qdrant-edge's calls take the GIL back point by point).
+    server's network wait lets them; qdrant-edge's calls take the GIL back every few points).
     """
 
     concurrent_writes: bool

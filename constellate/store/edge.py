@@ -89,7 +89,7 @@ def _record(point: Any, with_vector: bool) -> Record:
 class EdgeCollection:
     """One qdrant-edge shard on disk. Only one process may open a shard directory at a time."""
 
-    concurrent_writes = False  # its calls take the GIL back within the work, once per point or so
+    concurrent_writes = False  # its calls take the GIL back within the work, every few points
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
