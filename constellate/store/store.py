@@ -18,14 +18,13 @@ from constellate.store.base import (
     TICKET_INDEXES,
     DateRange,
     Filter,
-    HasId,
-    IsEmpty,
     Match,
     Range,
     Record,
     VectorPage,
 )
 from constellate.store.collection import Collection, PointUpdate
+from constellate.store.migrate import rank_flagged
 from constellate.tickets import Ticket, point_id, version_now
 
 _META_NAMESPACE = uuid.UUID("0b7e9c1a-52f4-5d3e-8a6b-9c2d4e6f8a0b")
@@ -83,14 +82,12 @@ class QdrantStore:
     @property
     def concurrent_writes(self) -> bool:
         """Whether a ticket write lets other threads run meanwhile (see :class:`Collection`)."""
-        return bool(getattr(self.tickets, "concurrent_writes", True))
+        return bool(self.tickets.concurrent_writes)
 
     # -- set-up -----------------------------------------------------------------------------------
     def ensure_collections(self, dim: int) -> None:
-        """Create the collections and their payload indexes if missing (idempotent).
-
-        Checked against the engine once per store object: ingestion calls this for every batch.
-        """
+        """Create the collections and their payload indexes if missing (idempotent), checked against
+        the engine once per store object: ingestion calls this for every batch."""
         if self._ensured == dim:
             return
         self.tickets.create(dim, TICKET_INDEXES, retired=RETIRED_INDEXES)
@@ -100,31 +97,9 @@ class QdrantStore:
         self._rank_flagged()
         self._ensured = dim
 
-    def _rank_flagged(self, page: int = 4096) -> int:
-        """Give every flagged ticket of either slot its ``outlier_rank`` (the score /outliers orders
-        by) where it has none: the labels of a store written before ranks existed. Bounded by those
-        tickets; on a current store, one empty read per slot. Each write is conditional on the rank
-        still being empty and the ticket still flagged, so a run or an edit that labels a ticket in
-        between keeps its own. Returns how many were ranked."""
-        ranked = 0
-        for slot in ("a", "b"):
-            flag, score, rank = (f"{slot}_{name}" for name in ("is_outlier", "outlier_score", "outlier_rank"))
-            unranked = Filter(must=(Match(flag, True), IsEmpty(rank)))
-            offset: str | None = None
-            while True:  # offsets are point ids: tickets leaving the filter once written skip nothing
-                records, offset = self.tickets.scroll(unranked, limit=page, offset=offset, fields=[score])
-                by_score: dict[float, list[str]] = {}
-                for r in records:
-                    value = r.payload.get(score)
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        by_score.setdefault(float(value), []).append(r.id)
-                for value, ids in by_score.items():
-                    still = Filter(must=(HasId(tuple(ids)), Match(flag, True), IsEmpty(rank)))
-                    self.tickets.set_payload_where(still, {rank: value})
-                    ranked += len(ids)
-                if offset is None or not records:
-                    break
-        return ranked
+    def _rank_flagged(self) -> int:
+        """Rank the flagged tickets an older version left unranked (:func:`.migrate.rank_flagged`)."""
+        return rank_flagged(self.tickets)
 
     # -- tickets ----------------------------------------------------------------------------------
     def upsert_tickets(
