@@ -376,3 +376,46 @@ def test_an_older_store_loses_the_score_index_and_its_flagged_tickets_are_ranked
         assert [r.payload["ticket_id"] for r in top] == ["t3", "t5", "t1"]
     assert store.get_ticket("t0").payload.get("a_outlier_rank") is None
     assert store._rank_flagged() == 0  # nothing left to rank: the next open reads one empty page per slot
+
+
+def test_an_older_store_rebuilds_its_cluster_id_index_lookup_only_and_still_filters_and_facets(store) -> None:
+    """A store whose slot ``cluster_id`` indexes were built with a range half (a third of a label
+    write's cost) gets them rebuilt match-only on open; match, match-any and facet read the same."""
+    from constellate.store.base import TICKET_INDEXES
+
+    full = {k: ("integer" if v == "integer_match" else v) for k, v in TICKET_INDEXES.items()}
+    store.tickets.create(DIM, full)
+    ids = store.upsert_tickets(_tickets(6), _vectors(6))
+    store.set_payloads([(pid, {"a_cluster_id": i % 3}) for i, pid in enumerate(ids)])
+    if isinstance(store.tickets, EdgeCollection):  # the engine reports what it indexes
+        assert (
+            store.tickets.shard.info().payload_schema["a_cluster_id"].params is None
+        )  # the default: both halves
+    store.ensure_collections(DIM)
+    if isinstance(store.tickets, EdgeCollection):
+        schema = store.tickets.shard.info().payload_schema
+        for slot in ("a", "b"):
+            params = schema[f"{slot}_cluster_id"].params
+            assert (params.lookup, params.range) == (True, False), slot
+    one, _ = store.scroll_tickets(Filter(must=(Match("a_cluster_id", 1),)), limit=10)
+    assert sorted(r.payload["ticket_id"] for r in one) == ["t1", "t4"]
+    two, _ = store.scroll_tickets(Filter(must=(MatchAny("a_cluster_id", (0, 2)),)), limit=10)
+    assert sorted(r.payload["ticket_id"] for r in two) == ["t0", "t2", "t3", "t5"]
+    assert store.tickets.facet("a_cluster_id", None, limit=10) == {0: 2, 1: 2, 2: 2}
+
+
+def test_the_server_adapter_rebuilds_only_an_index_built_with_other_parameters() -> None:
+    """``:memory:`` records no index parameters, so the server's answer is checked on its models."""
+    from qdrant_client import models as qm
+
+    from constellate.store.qdrant import _built_as
+
+    def info(params: qm.IntegerIndexParams | None) -> qm.PayloadIndexInfo:
+        return qm.PayloadIndexInfo(data_type=qm.PayloadSchemaType.INTEGER, params=params, points=0)
+
+    lookup_only = qm.IntegerIndexParams(type=qm.IntegerIndexType.INTEGER, lookup=True, range=False)
+    both = qm.IntegerIndexParams(type=qm.IntegerIndexType.INTEGER, lookup=True, range=True)
+    assert _built_as(info(lookup_only), "integer_match")
+    assert not _built_as(info(None), "integer_match")
+    assert not _built_as(info(both), "integer_match")
+    assert _built_as(info(None), "integer")
