@@ -13,9 +13,7 @@ from constellate.tickets import Ticket
 # Indexed payload fields of ticket points; labels live in two slots (see constellate.labels). Every
 # field a route or a run filters or orders on has an index, in both engines.
 _SLOT_INDEXES = {
-    # Matched and faceted, never ranged: an integer index without its range half costs a third less
-    # per label write (docs/benchmarks.md); an older store's full integer index is rebuilt once.
-    "cluster_id": "integer_match",
+    "cluster_id": "integer",
     "is_outlier": "bool",
     "outlier_rank": "float",  # the score again, kept only on flagged tickets: what /outliers orders by
     "assigned_by": "keyword",

@@ -10,7 +10,7 @@ import numpy as np
 
 from constellate.store.base import Filter, Record
 
-IndexKind = str  # "keyword" | "integer" | "integer_match" (no range half) | "bool" | "datetime" | "float"
+IndexKind = str  # "keyword" | "integer" | "bool" | "datetime" | "float"
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ class Collection(Protocol):
 
     def exists(self) -> bool: ...
     def create(self, dim: int, indexes: dict[str, IndexKind], retired: Sequence[str] = ()) -> None:
-        """Create the collection if missing, add the missing ``indexes`` (rebuilding one built with other
-        parameters) and drop any ``retired`` ones."""
+        """Create the collection if missing, add the missing ``indexes`` and drop any ``retired`` ones."""
         ...
 
     def upsert(

@@ -28,7 +28,6 @@ from constellate.store.collection import PointUpdate
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
-    "integer_match": qe.IntegerIndexParams(lookup=True, range=False),
     "bool": qe.PayloadSchemaType.Bool,
     "datetime": qe.PayloadSchemaType.Datetime,
     "float": qe.PayloadSchemaType.Float,
@@ -42,14 +41,6 @@ _SCHEMA = {
 # filter can ask for a true flag or for its absence (must_not), not for a false one. The twin is
 # hidden from readers.
 _BOOL_TWIN = "__kw"
-
-
-def _built_as(info: qe.PayloadIndexInfo, kind: str) -> bool:
-    """Whether an existing index already has the parameters ``kind`` asks for."""
-    if kind != "integer_match":
-        return True
-    params = info.params
-    return isinstance(params, qe.IntegerIndexParams) and params.lookup is True and params.range is False
 
 
 def _with_bool_twins(payload: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +118,7 @@ class EdgeCollection:
                 self.path.mkdir(parents=True, exist_ok=True)
                 config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
                 self._shard = qe.EdgeShard.create(str(self.path), config)
-            existing = dict(self._shard.info().payload_schema)
+            existing = self._shard.info().payload_schema
             for name in retired:
                 if name in existing:
                     self._shard.update(qe.UpdateOperation.delete_field_index(name))
@@ -136,9 +127,6 @@ class EdgeCollection:
                     if name in existing:
                         self._shard.update(qe.UpdateOperation.delete_field_index(name))
                     name, kind = name + _BOOL_TWIN, "keyword"
-                if name in existing and not _built_as(existing[name], kind):
-                    self._shard.update(qe.UpdateOperation.delete_field_index(name))
-                    del existing[name]
                 if name not in existing:
                     self._shard.update(qe.UpdateOperation.create_field_index(name, _SCHEMA[kind]))
 

@@ -26,19 +26,10 @@ from constellate.store.collection import PointUpdate
 _SCHEMA = {
     "keyword": qm.PayloadSchemaType.KEYWORD,
     "integer": qm.PayloadSchemaType.INTEGER,
-    "integer_match": qm.IntegerIndexParams(type=qm.IntegerIndexType.INTEGER, lookup=True, range=False),
     "bool": qm.PayloadSchemaType.BOOL,
     "datetime": qm.PayloadSchemaType.DATETIME,
     "float": qm.PayloadSchemaType.FLOAT,
 }
-
-
-def _built_as(info: qm.PayloadIndexInfo, kind: str) -> bool:
-    """Whether an existing index already has the parameters ``kind`` asks for."""
-    if kind != "integer_match":
-        return True
-    params = info.params
-    return isinstance(params, qm.IntegerIndexParams) and params.lookup is True and params.range is False
 
 
 def _condition(cond: Condition) -> qm.FieldCondition | qm.IsEmptyCondition | qm.HasIdCondition:
@@ -102,14 +93,11 @@ class ClientCollection:
                 shard_number=self.shard_number,
                 replication_factor=self.replication_factor,
             )
-        existing = dict(self.client.get_collection(self.name).payload_schema or {})
+        existing = self.client.get_collection(self.name).payload_schema or {}
         for field in retired:
             if field in existing:
                 self.client.delete_payload_index(self.name, field_name=field, wait=True)
         for field, kind in indexes.items():
-            if field in existing and not _built_as(existing[field], kind):
-                self.client.delete_payload_index(self.name, field_name=field, wait=True)
-                del existing[field]
             if field not in existing:
                 self.client.create_payload_index(self.name, field_name=field, field_schema=_SCHEMA[kind])
 
