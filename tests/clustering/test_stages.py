@@ -22,6 +22,7 @@ from constellate.clustering import (
     default_min_cluster_size,
     nearest_centroid,
 )
+from constellate.clustering.model import assign_noise
 from constellate.config import Settings
 from constellate.embedding import normalize
 
@@ -91,6 +92,28 @@ def test_labels_are_ordered_by_size_and_noise_is_reassigned() -> None:
     # a noise point carries its nearest centroid
     i = int(np.flatnonzero(result.noise)[0])
     assert result.labels[i] == int(np.argmax(result.centroids @ x[i]))
+
+
+def test_noise_is_assigned_by_seeded_kmeans(blobs) -> None:
+    """Members keep their labels; at the end every noise row sits with its nearest centroid and each
+    centroid is the unit mean of its members and the noise it took (the fixed point), which a single
+    assignment to the members' centroids is not."""
+    x, y = blobs
+    labels = y.astype(np.int64).copy()
+    rng = np.random.default_rng(0)
+    # noise: the rows of blob 0 and 1 lying towards each other, plus some random rows elsewhere
+    towards = (x @ (x[y == 1].mean(axis=0) - x[y == 0].mean(axis=0))) > 0
+    noise = ((y == 0) & towards) | (rng.random(len(y)) < 0.1)
+    labels[noise] = -1
+    out, centroids = assign_noise(x, labels, noise, 6)
+    assert (out[~noise] == labels[~noise]).all()
+    assert (out[noise] >= 0).all()
+    nearest, _ = nearest_centroid(x[noise], centroids)
+    assert (nearest == out[noise]).all()
+    means = normalize(np.stack([x[out == c].mean(axis=0) for c in range(6)]))
+    np.testing.assert_allclose(centroids, means, atol=1e-5)
+    once, _ = nearest_centroid(x[noise], normalize(np.stack([x[labels == c].mean(axis=0) for c in range(6)])))
+    assert adjusted_rand_score(y[noise], out[noise]) >= adjusted_rand_score(y[noise], once)
 
 
 def test_fit_on_a_sample_labels_everything(blobs) -> None:
