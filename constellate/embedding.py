@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -161,25 +161,38 @@ class OnnxEmbedder:
         """Encode ``texts`` shortest first in batches of ``batch_size`` rows (default the embedder's)."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        step = batch_size or self.batch_size
         # one text (a query) runs on one thread: its operators are too small to share out
         session = self.query_session if len(texts) == 1 else self.session
-        order = np.argsort([len(t) for t in texts], kind="stable")  # pad less
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), step):
-            rows = order[start : start + step]
-            batch = self.tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
+        for rows, batch in length_batches(
+            self.tokenizer, texts, batch_size or self.batch_size, self.max_length
+        ):
             feeds = {k: batch[k].astype(np.int64) for k in self.inputs}
-            hidden = session.run(None, feeds)[0]
-            mask = batch["attention_mask"][..., None].astype(np.float32)
-            out[rows] = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+            out[rows] = mean_pool(session.run(None, feeds)[0], batch["attention_mask"])
         return normalize(out)
+
+
+def length_batches(
+    tokenizer: Any, texts: Sequence[str], step: int, max_length: int
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """``(rows, tokenised batch)`` of ``step`` texts at a time, shortest first (batches pad less)."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for start in range(0, len(texts), step):
+        rows = order[start : start + step]
+        batch = tokenizer(
+            [texts[i] for i in rows],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        yield rows, batch
+
+
+def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """The mean of the token vectors the mask keeps (sentence-transformers' mean pooling)."""
+    mask = attention_mask[..., None].astype(np.float32)
+    return (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
 
 
 def export_onnx(base: SentenceTransformerEmbedder, cache_dir: Path, quantize: bool) -> Path:
@@ -268,8 +281,9 @@ def load_embedder(
     """Return the process-wide embedder for ``model`` and ``backend`` (loaded once, shared with naming).
 
     ``backend``: ``torch`` (sentence-transformers), ``onnx`` or ``onnx-int8`` (ONNX Runtime; the
-    export is cached under ``cache_dir``). When ONNX Runtime is missing or the export or session
-    fails, the torch model is used instead and a warning says why.
+    export is cached under ``cache_dir``), ``openvino`` (OpenVINO on the same export, bf16 where the
+    CPU has it natively) or ``openvino-f32``. When a runtime is missing or the export or session
+    fails, the next backend down is used (openvino -> onnx -> torch) and a warning says why.
     """
     name = model if not Path(model).exists() else str(Path(model).resolve())
     with _lock:
@@ -281,24 +295,45 @@ def load_embedder(
         base.batch_size = batch_size
         if backend == "torch":
             return base
-        if backend not in ("onnx", "onnx-int8"):
+        if backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {backend!r}")
         folder = (cache_dir or Path(".constellate") / "models") / Path(name).name
-        key = (name, device, f"{backend}:{folder.resolve()}")
-        if key not in _loaded:
-            try:
-                onnx = OnnxEmbedder(base, folder, quantize=backend == "onnx-int8")
-                _check_agrees(onnx, base, 0.99 if backend == "onnx" else 0.9)
-                _loaded[key] = onnx
-            except Exception as exc:  # ImportError, an exporter or runtime error: torch still works
-                log.warning(
-                    "ONNX backend %r unavailable (%s: %s); using the torch encoder",
-                    backend,
-                    type(exc).__name__,
-                    exc,
+        return _exported(base, backend, folder, (name, device))
+
+
+BACKENDS = ("onnx", "onnx-int8", "openvino", "openvino-f32")
+_FALLBACK = {"openvino": "onnx", "openvino-f32": "onnx"}  # then torch
+
+
+def _exported(
+    base: SentenceTransformerEmbedder, backend: str, folder: Path, key: tuple[str, str]
+) -> Embedder:
+    """The embedder of an exported backend (once per process), or the next one down
+    (openvino -> onnx -> torch) with a warning saying why. Call with ``_lock`` held."""
+    slot = (*key, f"{backend}:{folder.resolve()}")
+    if slot not in _loaded:
+        try:
+            if backend.startswith("openvino"):
+                from constellate.ov_embedder import OpenVinoEmbedder
+
+                made: Embedder = OpenVinoEmbedder(
+                    base, folder, "f32" if backend == "openvino-f32" else "auto"
                 )
-                _loaded[key] = base
-        return _loaded[key]
+            else:
+                made = OnnxEmbedder(base, folder, quantize=backend == "onnx-int8")
+            _check_agrees(made, base, 0.9 if backend == "onnx-int8" else 0.99)
+            _loaded[slot] = made
+        except Exception as exc:  # ImportError, an exporter or runtime error: the next backend works
+            down = _FALLBACK.get(backend)
+            log.warning(
+                "embedding backend %r unavailable (%s: %s); using the %s encoder",
+                backend,
+                type(exc).__name__,
+                exc,
+                down or "torch",
+            )
+            _loaded[slot] = _exported(base, down, folder, key) if down else base
+    return _loaded[slot]
 
 
 _PROBES = (
