@@ -90,8 +90,8 @@ class OpenVinoEmbedder:
                 for rows, batch in batches:
                     feeds = {k: batch[k].astype(np.int64) for k in self.inputs}
                     self.queue.start_async(feeds, (rows, batch["attention_mask"]))
+            finally:  # every request started has written its rows before the output goes
                 self.queue.wait_all()
-            finally:
                 self._out = None
         return normalize(out)
 
