@@ -31,7 +31,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     svc = Services(settings, store=store, embedder=embedder, redis_url=redis_url)
     warm = getattr(embedder, "warm_query", None)
-    if warm is not None:  # the ONNX query session opens now, not inside the first searches
+    if warm is not None:  # the encoder's query model runs once now, not inside the first searches
         warm()
     app.extensions["constellate"] = svc
     errors.register(app)

@@ -276,7 +276,7 @@ def bench_search(
     models: Path,
     seconds: float = 20.0,
     connections: int = 8,
-    backend: str = "onnx",
+    backend: str = "openvino",
 ) -> dict[str, Any]:
     """/search with and without a cluster filter on a running `constellate up` (query encoder
     ``backend``), loaded by wrk (native, so the load generator takes little of the service's

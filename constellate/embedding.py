@@ -344,9 +344,12 @@ _PROBES = (
 
 
 def _check_agrees(candidate: Embedder, reference: Embedder, min_cosine: float) -> None:
-    """Raise unless ``candidate`` gives ``reference``'s vectors on a few texts (the ONNX path assumes
-    mean pooling: a model pooled otherwise must not silently get other vectors)."""
-    cosine = float(np.min(np.sum(candidate.embed(_PROBES) * reference.embed(_PROBES), axis=1)))
+    """Raise unless ``candidate`` gives ``reference``'s vectors on a few texts, together (the batch
+    path) and one at a time (the query path) (the exported paths assume mean pooling: a model
+    pooled otherwise must not silently get other vectors)."""
+    want = reference.embed(_PROBES)
+    alone = np.concatenate([candidate.embed([text]) for text in _PROBES])
+    cosine = float(min(np.min(np.sum(v * want, axis=1)) for v in (candidate.embed(_PROBES), alone)))
     if cosine < min_cosine:
         raise ValueError(f"its vectors differ from torch's (cosine {cosine:.4f} < {min_cosine})")
 
@@ -354,9 +357,10 @@ def _check_agrees(candidate: Embedder, reference: Embedder, min_cosine: float) -
 def embed_short(embedder: Embedder, texts: Sequence[str], batch_size: int = SHORT_BATCH) -> np.ndarray:
     """``embedder.embed(texts)`` for short texts (names' candidate terms and phrases): in batches of
     ``batch_size`` rows where the embedder takes one (a batch of 256 two-word phrases pads to a few
-    tokens; batches of 64 spent 1.4-1.5x as long in ONNX Runtime, docs/backends.md)."""
-    if isinstance(embedder, SentenceTransformerEmbedder | OnnxEmbedder):
-        return embedder.embed(texts, batch_size=batch_size)
+    tokens; batches of 64 spent 1.4-1.5x as long in ONNX Runtime, docs/backends.md). The encoders
+    here that batch (they have a ``batch_size``) take it per call."""
+    if getattr(embedder, "batch_size", None) is not None:
+        return embedder.embed(texts, batch_size=batch_size)  # type: ignore[call-arg]
     return embedder.embed(texts)
 
 

@@ -14,7 +14,9 @@ precision only so that a stored ticket's own text finds it at the top.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from constellate.embedding import (
     normalize,
 )
 
+QUERY = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1}  # a single text, on one thread
+
 
 def native_bf16(core: Any) -> bool:
     """Whether OpenVINO's CPU plugin computes bf16 natively on this CPU."""
@@ -38,10 +42,13 @@ def native_bf16(core: Any) -> bool:
 class OpenVinoEmbedder:
     """all-MiniLM-L6-v2 (or the loaded model) exported to ONNX and run by OpenVINO.
 
-    ``precision``: ``auto`` (bf16 where native, else f32) or ``f32``. Batches go through an
-    ``AsyncInferQueue`` on a THROUGHPUT-compiled model (one request per stream, two here), one batch
-    at a time per process (a lock: the queue's callback writes into the batch's output); a single
-    text goes to a one-thread LATENCY model, one infer request per thread.
+    ``precision``: ``auto`` (bf16 where native, else f32) or ``f32``. Batches run on a
+    THROUGHPUT-compiled model, one infer request per stream (two here) kept busy by the calling
+    thread, which pools each finished batch while the next runs; one batch call at a time per
+    process (a lock). No OpenVINO callbacks (an exception raised in one aborted the process): an
+    error is raised in the caller, and the model is compiled afresh after one (requests made on the
+    same compiled model after a failed inference gave wrong vectors). A single text goes to a
+    one-thread LATENCY model, one infer request per thread.
     """
 
     def __init__(self, base: SentenceTransformerEmbedder, cache_dir: Path, precision: str = "auto") -> None:
@@ -52,21 +59,21 @@ class OpenVinoEmbedder:
         self.tokenizer = base.model[0].tokenizer
         self.max_length = int(getattr(base.model, "max_seq_length", 256) or 256)
         self.path = export_onnx(base, Path(cache_dir), quantize=False)
-        core = ov.Core()
-        self.precision = "bf16" if precision == "auto" and native_bf16(core) else "f32"
-        model = core.read_model(str(self.path))
-        common = {"INFERENCE_PRECISION_HINT": self.precision, "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
-        self.compiled = core.compile_model(model, "CPU", {**common, "PERFORMANCE_HINT": "THROUGHPUT"})
+        self._core = ov.Core()
+        self.precision = "bf16" if precision == "auto" and native_bf16(self._core) else "f32"
+        self._model = self._core.read_model(str(self.path))
+        self.compiled = self._compile({"PERFORMANCE_HINT": "THROUGHPUT"})
         self.inputs = {i.get_any_name() for i in self.compiled.inputs}
-        requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self.queue = ov.AsyncInferQueue(self.compiled, max(1, requests))
-        self.queue.set_callback(self._pooled)
-        self._query_model = core.compile_model(
-            model, "CPU", {**common, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1}
-        )
+        self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self._requests: list[Any] = []
+        self._query_model = self._compile(QUERY)
         self._local = threading.local()
         self._batch_lock = threading.Lock()
-        self._out: np.ndarray | None = None
+        self._query_lock = threading.Lock()
+
+    def _compile(self, hints: dict[str, Any]) -> Any:
+        config = {"INFERENCE_PRECISION_HINT": self.precision, "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0, **hints}
+        return self._core.compile_model(self._model, "CPU", config)
 
     @property
     def dim(self) -> int:
@@ -85,25 +92,47 @@ class OpenVinoEmbedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         batches = length_batches(self.tokenizer, texts, batch_size or self.batch_size, self.max_length)
         with self._batch_lock:
-            self._out = out
+            if not self._requests:
+                self._requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
+            running: deque[tuple[Any, np.ndarray, np.ndarray]] = deque()
             try:
-                for rows, batch in batches:
-                    feeds = {k: batch[k].astype(np.int64) for k in self.inputs}
-                    self.queue.start_async(feeds, (rows, batch["attention_mask"]))
-            finally:  # every request started has written its rows before the output goes
-                self.queue.wait_all()
-                self._out = None
+                for i, (rows, batch) in enumerate(batches):
+                    if len(running) == self.streams:
+                        self._pool(running.popleft(), out)
+                    request = self._requests[i % self.streams]
+                    request.start_async({k: batch[k].astype(np.int64) for k in self.inputs})
+                    running.append((request, rows, batch["attention_mask"]))
+                while running:
+                    self._pool(running.popleft(), out)
+            except BaseException:
+                for request, *_ in running:  # let the others finish before their buffers go
+                    with contextlib.suppress(Exception):
+                        request.wait()
+                # after a failed inference, new requests on the same compiled model gave wrong
+                # vectors (OpenVINO 2026.4, THROUGHPUT): the model is compiled afresh
+                self._requests = []
+                self.compiled = self._compile({"PERFORMANCE_HINT": "THROUGHPUT"})
+                raise
         return normalize(out)
 
-    def _pooled(self, request: Any, userdata: tuple[np.ndarray, np.ndarray]) -> None:
-        rows, mask = userdata
-        assert self._out is not None
-        self._out[rows] = mean_pool(request.get_output_tensor(0).data, mask)
+    @staticmethod
+    def _pool(started: tuple[Any, np.ndarray, np.ndarray], out: np.ndarray) -> None:
+        request, rows, mask = started
+        request.wait()
+        out[rows] = mean_pool(request.get_output_tensor(0).data, mask)
 
     def _embed_one(self, text: str) -> np.ndarray:
+        model = self._query_model
         request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._query_model.create_infer_request()
+        if request is None or self._local.model is not model:
+            request = self._local.request = model.create_infer_request()
+            self._local.model = model
         batch = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="np")
-        hidden = request.infer({k: batch[k].astype(np.int64) for k in self.inputs})[0]
+        try:
+            hidden = request.infer({k: batch[k].astype(np.int64) for k in self.inputs})[0]
+        except BaseException:
+            with self._query_lock:  # as for batches: the next query runs on a model compiled afresh
+                if self._query_model is model:
+                    self._query_model = self._compile(QUERY)
+            raise
         return normalize(mean_pool(hidden, batch["attention_mask"]))
