@@ -12,6 +12,7 @@ thread against a server. The pass holds one page and the plan — never the whol
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -133,15 +134,16 @@ def label_range(
     with GroupedWriter(store, lease, pending=PAGES_HELD * page_size) as writer:
         for page in pages(store, plan, page_size, start, stop):
             result.n += len(page.ids)
-            for pid, payload in label_page(page, plan):
-                writer.add(pid, payload)
+            for payload, ids in label_page(page, plan):
+                writer.add_many(ids, payload)
         writer.flush()
         result.written = writer.written
     return result
 
 
-def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]:
-    """The label writes one page needs: ``(point id, payload)`` for each ticket that changed."""
+def label_page(page: VectorPage, plan: Plan) -> list[tuple[dict[str, Any], list[str]]]:
+    """The label writes one page needs: ``(payload, point ids)`` for each distinct payload of the
+    tickets that changed (labels repeat: a cluster, a flag, a score step)."""
     target = plan.target
     keys = {name: slot_field(target, name) for name in LABEL_NAMES}
     failed = set(plan.failed_runs)
@@ -189,19 +191,42 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[str, dict[str, Any]]]
     # entry a keyword index keeps. It clears only what an earlier label left (below).
     slots = SLOTS if plan.first_run else (target,)
     run = {} if plan.first_run else {"label_run": plan.run_id, "assigned_by": None}
-    writes = []
-    for i in np.flatnonzero(changed):
-        values = {
-            "cluster_id": int(new_ids[i]),
-            "is_outlier": bool(flags[i]),
-            "outlier_score": float(stored[i]),
-            **run,
-        }
-        if plan.first_run:  # clear what an earlier label left: a guess mark from a re-ingest, or a
-            # failed first run's id from before first runs stopped writing one
-            values.update({k: None for k in ("assigned_by", "label_run") if page.payloads[i].get(keys[k])})
-        writes.append((page.ids[i], {k: v for slot in slots for k, v in slot_payload(slot, values).items()}))
-    return writes
+    groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[str]]] = {}
+    rows = np.flatnonzero(changed)
+    run_items = tuple(run.items())
+    for i, cluster_id, flag, score in zip(
+        rows.tolist(), new_ids[rows].tolist(), flags[rows].tolist(), stored[rows].tolist(), strict=True
+    ):
+        # a first run clears what an earlier label left: a guess mark from a re-ingest, or a failed
+        # first run's id from before first runs stopped writing one
+        clear = (
+            tuple(k for k in ("assigned_by", "label_run") if page.payloads[i].get(keys[k]))
+            if plan.first_run
+            else ()
+        )
+        key = (cluster_id, flag, score, clear)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = (label_payload(slots, cluster_id, flag, score, run_items, clear), [])
+        group[1].append(page.ids[i])
+    return list(groups.values())
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def label_payload(
+    slots: tuple[str, ...],
+    cluster_id: int,
+    flag: bool,
+    score: float,
+    run: tuple[tuple[str, Any], ...],
+    clear: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The payload of one label in ``slots`` (shared between calls: never change it). A run's
+    labels repeat — a cluster, a flag, a score step — so a pass over 1M tickets builds a few
+    thousand of them, not a million."""
+    values = {"cluster_id": cluster_id, "is_outlier": flag, "outlier_score": score, **dict(run)}
+    values.update(dict.fromkeys(clear))
+    return {k: v for slot in slots for k, v in slot_payload(slot, values).items()}
 
 
 def stored_scores(scores: np.ndarray, threshold: float, tolerance: float) -> np.ndarray:

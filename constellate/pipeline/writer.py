@@ -55,10 +55,14 @@ class GroupedWriter:
 
     def add(self, pid: str, payload: dict[str, Any]) -> None:
         """Queue ``payload`` for point ``pid`` (written with others carrying the same payload)."""
+        self.add_many([pid], payload)
+
+    def add_many(self, pids: list[str], payload: dict[str, Any]) -> None:
+        """Queue the same ``payload`` for every point in ``pids``."""
         key = tuple(payload.items())
         ids = self._groups.setdefault(key, [])
-        ids.append(pid)
-        self._held += 1
+        ids.extend(pids)
+        self._held += len(pids)
         if len(ids) >= self.group:
             self._submit(key)
         elif self._held > self.pending:
@@ -75,8 +79,12 @@ class GroupedWriter:
             self._wait_oldest()
 
     def _submit(self, key: tuple[tuple[str, Any], ...]) -> None:
-        ids = self._groups.pop(key)
-        self._held -= len(ids)
+        queued = self._groups.pop(key)
+        self._held -= len(queued)
+        for lo in range(0, len(queued), self.group):  # one operation per ``group`` ids
+            self._operation(queued[lo : lo + self.group], key)
+
+    def _operation(self, ids: list[str], key: tuple[tuple[str, Any], ...]) -> None:
         while self._futures and self._in_flight + len(ids) > IN_FLIGHT:
             self._wait_oldest()
         self.lease.check()  # never hand over a write for a run that no longer owns the lock

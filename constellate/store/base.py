@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -139,6 +140,28 @@ class VectorPage:
     ids: list[str]
     vectors: np.ndarray
     payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    def subset(self, rows: Sequence[int]) -> VectorPage:
+        """The page's ``rows``, in that order."""
+        return VectorPage(
+            ids=[self.ids[i] for i in rows],
+            vectors=self.vectors[np.asarray(rows, dtype=np.int64)],
+            payloads=[self.payloads[i] for i in rows] if self.payloads else [],
+        )
+
+
+def vector_page(points: Sequence[Any], clean: Any = None) -> VectorPage:
+    """A :class:`VectorPage` from Qdrant point-like objects (``id``, ``vector``, ``payload``): the
+    vectors converted in one pass over the page (per point, ``np.asarray`` of a list cost as much
+    as the engine's read; ``fromiter`` over them all takes half of ``np.array`` of the lists)."""
+    if not points:
+        return VectorPage(ids=[], vectors=np.empty((0, 0), np.float32), payloads=[])
+    flat = itertools.chain.from_iterable(p.vector for p in points)
+    return VectorPage(
+        ids=[str(p.id) for p in points],
+        vectors=np.fromiter(flat, dtype=np.float32).reshape(len(points), -1),
+        payloads=[(clean(p.payload) if clean else p.payload) or {} for p in points],
+    )
 
 
 class VectorStore(Protocol):

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from constellate.store.base import Filter, Record
+from constellate.store.base import Filter, Record, VectorPage
 
 IndexKind = str  # "keyword" | "integer" | "bool" | "datetime" | "float"
 
@@ -78,6 +78,12 @@ class Collection(Protocol):
     ) -> tuple[list[Record], str | None]:
         """A page in point-id order from ``offset``, or (``order_by`` = ``"field"`` / ``"-field"``,
         ascending / descending on an indexed field) the first ``limit`` points in that order."""
+        ...
+
+    def scroll_vectors(
+        self, filter: Filter | None, limit: int, offset: str | None, fields: Sequence[str]
+    ) -> tuple[VectorPage, str | None]:
+        """:meth:`scroll` with vectors and only ``fields``, as one :class:`VectorPage` (a pass's read)."""
         ...
 
     def query(self, vector: np.ndarray, limit: int, filter: Filter | None) -> list[Record]: ...

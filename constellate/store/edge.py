@@ -21,7 +21,9 @@ from constellate.store.base import (
     MatchAny,
     Range,
     Record,
+    VectorPage,
     record_from_point,
+    vector_page,
 )
 from constellate.store.collection import PointUpdate
 
@@ -227,6 +229,22 @@ class EdgeCollection:
         return [_record(p, with_vector) for p in points], (
             str(next_offset) if next_offset is not None and not order else None
         )
+
+    def scroll_vectors(
+        self, filter: Filter | None, limit: int, offset: str | None, fields: Sequence[str]
+    ) -> tuple[VectorPage, str | None]:
+        if self._shard is None:
+            return vector_page([]), None
+        request = qe.ScrollRequest(
+            offset=offset,
+            limit=limit,
+            filter=to_edge_filter(filter),
+            with_payload=list(fields) or False,
+            with_vector=True,
+        )
+        points, next_offset = self.shard.scroll(request)
+        # only the fields asked for come back, never a flag's filter twin: nothing to clean
+        return vector_page(points), None if next_offset is None else str(next_offset)
 
     def query(self, vector: np.ndarray, limit: int, filter: Filter | None) -> list[Record]:
         if self._shard is None:

@@ -19,7 +19,9 @@ from constellate.store.base import (
     MatchAny,
     Range,
     Record,
+    VectorPage,
     record_from_point,
+    vector_page,
 )
 from constellate.store.collection import PointUpdate
 
@@ -212,6 +214,21 @@ class ClientCollection:
         return [_record(p, with_vector) for p in points], (
             str(next_offset) if next_offset is not None and not order else None
         )
+
+    def scroll_vectors(
+        self, filter: Filter | None, limit: int, offset: str | None, fields: Sequence[str]
+    ) -> tuple[VectorPage, str | None]:
+        if not self.exists():
+            return vector_page([]), None
+        points, next_offset = self.client.scroll(
+            self.name,
+            scroll_filter=to_client_filter(filter),
+            limit=limit,
+            offset=offset,
+            with_payload=list(fields) or False,
+            with_vectors=True,
+        )
+        return vector_page(points), None if next_offset is None else str(next_offset)
 
     def query(self, vector: np.ndarray, limit: int, filter: Filter | None) -> list[Record]:
         if not self.exists():

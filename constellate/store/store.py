@@ -209,19 +209,13 @@ class QdrantStore:
         """
         offset = start
         while True:
-            records, offset = self.tickets.scroll(
-                filter, limit=page_size, offset=offset, with_vector=True, fields=list(fields)
-            )
+            page, offset = self.tickets.scroll_vectors(filter, page_size, offset, list(fields))
             if stop is not None:
-                kept = [r for r in records if r.id < stop]
-                if len(kept) < len(records):
-                    records, offset = kept, None
-            if records:
-                yield VectorPage(
-                    ids=[r.id for r in records],
-                    vectors=np.stack([r.vector for r in records]).astype(np.float32),
-                    payloads=[r.payload for r in records],
-                )
+                kept = [pid < stop for pid in page.ids]
+                if not all(kept):
+                    page, offset = page.subset(np.flatnonzero(kept)), None
+            if page.ids:
+                yield page
             if offset is None:
                 return
 

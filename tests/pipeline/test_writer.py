@@ -55,6 +55,18 @@ def test_one_operation_per_payload_and_every_id_written() -> None:
     assert w.written == 7
 
 
+def test_many_ids_at_once_are_split_into_operations_of_the_group_size() -> None:
+    store = RecordingStore()
+    store.concurrent_writes = False  # type: ignore[attr-defined]
+    w = GroupedWriter(store, NoLease("r1"), group=3)  # type: ignore[arg-type]
+    w.add("p0", {"cluster_id": 0})
+    w.add_many([f"p{i}" for i in range(1, 8)], {"cluster_id": 0})  # 8 ids now: 3 + 3 + 2
+    w.add_many(["q0", "q1"], {"cluster_id": 1})
+    assert [ids for ids, _ in store.calls] == [["p0", "p1", "p2"], ["p3", "p4", "p5"], ["p6", "p7"]]
+    w.flush()
+    assert store.calls[-1] == (["q0", "q1"], {"cluster_id": 1}) and w.written == 10
+
+
 def test_a_store_whose_writes_hold_the_gil_is_written_by_the_pass_itself(tmp_path: Any) -> None:
     """qdrant-edge takes the GIL back within each write, so a writer thread beside the pass would
     crawl: against it every group is written in the calling thread, when it is handed over."""
