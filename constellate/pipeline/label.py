@@ -12,7 +12,6 @@ thread against a server. The pass holds one page and the plan — never the whol
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -131,19 +130,25 @@ def label_range(
 ) -> PartResult:
     """Label the tickets the plan's pass reads in ``start <= point id < stop`` into its target slot."""
     result = PartResult()
+    built: dict[tuple[Any, ...], dict[str, Any]] = {}  # the pass's distinct label payloads
     with GroupedWriter(store, lease, pending=PAGES_HELD * page_size) as writer:
         for page in pages(store, plan, page_size, start, stop):
             result.n += len(page.ids)
-            for payload, ids in label_page(page, plan):
+            for payload, ids in label_page(page, plan, built):
                 writer.add_many(ids, payload)
         writer.flush()
         result.written = writer.written
     return result
 
 
-def label_page(page: VectorPage, plan: Plan) -> list[tuple[dict[str, Any], list[str]]]:
+def label_page(
+    page: VectorPage, plan: Plan, built: dict[tuple[Any, ...], dict[str, Any]] | None = None
+) -> list[tuple[dict[str, Any], list[str]]]:
     """The label writes one page needs: ``(payload, point ids)`` for each distinct payload of the
-    tickets that changed (labels repeat: a cluster, a flag, a score step)."""
+    tickets that changed. Labels repeat (a cluster, a flag, a score step), so each payload is built
+    once per pass and kept in ``built`` (shared: never change one); a pass over 1M tickets builds a
+    few thousand, not a million."""
+    built = {} if built is None else built
     target = plan.target
     keys = {name: slot_field(target, name) for name in LABEL_NAMES}
     failed = set(plan.failed_runs)
@@ -193,7 +198,6 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[dict[str, Any], list[
     run = {} if plan.first_run else {"label_run": plan.run_id, "assigned_by": None}
     groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[str]]] = {}
     rows = np.flatnonzero(changed)
-    run_items = tuple(run.items())
     for i, cluster_id, flag, score in zip(
         rows.tolist(), new_ids[rows].tolist(), flags[rows].tolist(), stored[rows].tolist(), strict=True
     ):
@@ -207,26 +211,14 @@ def label_page(page: VectorPage, plan: Plan) -> list[tuple[dict[str, Any], list[
         key = (cluster_id, flag, score, clear)
         group = groups.get(key)
         if group is None:
-            group = groups[key] = (label_payload(slots, cluster_id, flag, score, run_items, clear), [])
+            payload = built.get(key)
+            if payload is None:
+                values = {"cluster_id": cluster_id, "is_outlier": flag, "outlier_score": score, **run}
+                values.update(dict.fromkeys(clear))
+                payload = built[key] = {k: v for slot in slots for k, v in slot_payload(slot, values).items()}
+            group = groups[key] = (payload, [])
         group[1].append(page.ids[i])
     return list(groups.values())
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def label_payload(
-    slots: tuple[str, ...],
-    cluster_id: int,
-    flag: bool,
-    score: float,
-    run: tuple[tuple[str, Any], ...],
-    clear: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """The payload of one label in ``slots`` (shared between calls: never change it). A run's
-    labels repeat — a cluster, a flag, a score step — so a pass over 1M tickets builds a few
-    thousand of them, not a million."""
-    values = {"cluster_id": cluster_id, "is_outlier": flag, "outlier_score": score, **dict(run)}
-    values.update(dict.fromkeys(clear))
-    return {k: v for slot in slots for k, v in slot_payload(slot, values).items()}
 
 
 def stored_scores(scores: np.ndarray, threshold: float, tolerance: float) -> np.ndarray:

@@ -83,6 +83,27 @@ def test_iter_vectors_pages_through_everything(store) -> None:
     assert all(set(payload) == {"ticket_id"} for p in pages for payload in p.payloads)
 
 
+def test_iter_vectors_over_an_id_range_stops_inside_a_page(store) -> None:
+    """A fan-out part reads ``start <= id < stop`` (``label.id_ranges``), in point-id order."""
+    store.ensure_collections(DIM)
+    vectors = _vectors(25)
+    ids = store.upsert_tickets(_tickets(25), vectors)
+    order = sorted(ids)
+    by_id = dict(zip(ids, vectors, strict=True))
+    for lo, hi in ((3, 10), (4, 8), (0, 25), (6, 6)):
+        stop = order[hi] if hi < len(order) else None
+        pages = list(store.iter_vectors(page_size=4, fields=[], start=order[lo], stop=stop))
+        assert [pid for p in pages for pid in p.ids] == order[lo:hi]
+        for p in pages:
+            assert p.vectors.shape == (len(p.ids), DIM) and p.vectors.dtype == np.float32
+            assert p.payloads == [{}] * len(p.ids)  # no field asked for, none read (no flag twin)
+            for pid, vec in zip(p.ids, p.vectors, strict=True):
+                np.testing.assert_allclose(vec, by_id[pid], atol=1e-5)
+    store.set_payload_ids(order[:2], {"a_is_outlier": True})
+    (first, *_) = store.iter_vectors(page_size=4, fields=["a_is_outlier"])
+    assert first.payloads[:3] == [{"a_is_outlier": True}, {"a_is_outlier": True}, {}]
+
+
 def test_set_payloads_merges_fields_and_filters_see_them(store) -> None:
     store.ensure_collections(DIM)
     ids = store.upsert_tickets(_tickets(10), _vectors(10))
