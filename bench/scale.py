@@ -89,30 +89,58 @@ def _pid(ticket_id: str) -> str:
     return point_id(ticket_id)
 
 
-class AnonPeak:
-    """The largest RssAnon seen while it runs (sampled every 0.1 s): the process's own memory, apart
-    from the store's file pages that the engine maps in (VmHWM counts both)."""
+def _pss_mb() -> float:
+    """This process's proportional set size: each resident page counted once (see :class:`MemoryPeak`)."""
+    try:
+        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
-    def __init__(self) -> None:
+
+def _whole(mb: float) -> int | None:
+    """Megabytes as a whole number; None where the figure could not be read (not Linux)."""
+    return None if mb != mb else round(mb)
+
+
+class MemoryPeak:
+    """The largest RssAnon and PSS seen while it runs (sampled every ``every`` seconds).
+
+    RssAnon is the process's own memory, apart from the store's file pages. PSS counts every
+    resident page once: qdrant-edge maps its vector file twice (the populated mapping it reads
+    vectors through and a second one its exact search scans), so after the first exact search
+    VmRSS/VmHWM count the same 1.5 GB of page cache twice at 1M (``python -m bench.double_map``).
+    """
+
+    def __init__(self, every: float = 0.25) -> None:
         import threading
 
-        self.peak = 0.0
+        self.every = every
+        self.anon, self.pss = 0.0, float("nan")  # PSS stays NaN where it cannot be read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _watch(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak = max(self.peak, _rss_mb("RssAnon"))
+    def _sample(self) -> None:
+        self.anon = max(self.anon, _rss_mb("RssAnon"))
+        pss = _pss_mb()
+        if pss == pss:
+            self.pss = pss if self.pss != self.pss else max(self.pss, pss)
 
-    def __enter__(self) -> AnonPeak:
-        self.peak = _rss_mb("RssAnon")
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> MemoryPeak:
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_mb("RssAnon"))
+        self._sample()
 
 
 def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str], parts_check: bool) -> dict:
@@ -132,10 +160,10 @@ def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str]
     out: dict[str, Any] = {"n": n, "warm_up_s": round(warm, 1), "indexed": n <= INDEX_MAX}
 
     def one(label: str, full: bool = False) -> dict[str, Any]:
-        idle, idle_anon = _rss_mb(), _rss_mb("RssAnon")
+        idle, idle_anon, idle_pss = _rss_mb(), _rss_mb("RssAnon"), _pss_mb()
         _reset_peak()
         started = time.perf_counter()
-        with AnonPeak() as anon:
+        with MemoryPeak() as memory:
             run = recluster(store, settings, namer=namer, full=full)  # the optimiser is timed apart
         seconds = time.perf_counter() - started
         peak = _rss_mb("VmHWM")
@@ -150,8 +178,10 @@ def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str]
             f"{label}_written": round(run["written"] / run["n_points"], 4),
             f"{label}_peak_rss_mb": round(peak),
             f"{label}_idle_rss_mb": round(idle),
-            f"{label}_peak_anon_mb": round(anon.peak),
+            f"{label}_peak_anon_mb": round(memory.anon),
             f"{label}_idle_anon_mb": round(idle_anon),
+            f"{label}_peak_pss_mb": _whole(memory.pss),
+            f"{label}_idle_pss_mb": _whole(idle_pss),
             f"{label}_stages": run["seconds"],
             f"{label}_clusters": run["n_clusters"],
         }
@@ -181,6 +211,7 @@ def run_series(data_dir: Path, n: int, new: np.ndarray, new_texts: Sequence[str]
         store.close()
     # the names the issue reads: memory of the new10 run, the shares of tickets written
     out["peak_rss_mb"], out["idle_rss_mb"] = out["new10_peak_rss_mb"], out["new10_idle_rss_mb"]
+    out["peak_pss_mb"], out["idle_pss_mb"] = out["new10_peak_pss_mb"], out["new10_idle_pss_mb"]
     out["written_unchanged"], out["written_new10"] = out["unchanged_written"], out["new10_written"]
     return out
 
@@ -303,7 +334,7 @@ def bench_scale(sizes: Sequence[int], say: Say, work: Path | None = None) -> dic
             f"scale   N={n}: first {series['first_s']} s (peak {series['first_peak_rss_mb']} MB), "
             f"unchanged {series['unchanged_s']} s (wrote {series['unchanged_written']:.2%}), "
             f"new10 {series['new10_s']} s (wrote {series['new10_written']:.2%}, peak {series['new10_peak_rss_mb']} MB "
-            f"vs idle {series['new10_idle_rss_mb']} MB), full rebase {series['rebase_s']} s "
+            f"vs idle {series['new10_idle_rss_mb']} MB; PSS {series['peak_pss_mb']} vs {series['idle_pss_mb']} MB), full rebase {series['rebase_s']} s "
             f"(wrote {series['rebase_written']:.2%})"
         )
         import shutil
