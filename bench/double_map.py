@@ -20,17 +20,19 @@ import numpy as np
 
 def vector_maps() -> dict[str, int]:
     """RSS and PSS (MB) of this process's mappings of qdrant-edge vector chunk files, and how many
-    mappings (two per chunk file: PSS divides a page by the mappings that share it, RSS does not)."""
-    out = {"rss_mb": 0, "pss_mb": 0, "mappings": 0}
+    memory regions map them (two per chunk file here: PSS divides a page among the mappings that
+    share it, RSS counts it in each)."""
+    kb = {"Rss:": 0, "Pss:": 0}
+    regions = 0
     name = ""
     for line in Path("/proc/self/smaps").read_text().splitlines():
         parts = line.split()
         if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
             name = parts[5] if len(parts) > 5 else ""
-            out["mappings"] += "chunk_" in name
-        elif "chunk_" in name and parts[0] in ("Rss:", "Pss:"):
-            out["rss_mb" if parts[0] == "Rss:" else "pss_mb"] += int(parts[1]) // 1024
-    return out
+            regions += "chunk_" in name
+        elif "chunk_" in name and parts[0] in kb:
+            kb[parts[0]] += int(parts[1])
+    return {"rss_mb": kb["Rss:"] // 1024, "pss_mb": kb["Pss:"] // 1024, "regions": regions}
 
 
 def _status(field: str) -> int:
