@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.scale import _rss_mb
+
 
 def vector_maps() -> dict[str, int]:
     """RSS and PSS (MB) of this process's mappings of qdrant-edge vector chunk files, and how many
@@ -33,13 +35,6 @@ def vector_maps() -> dict[str, int]:
         elif "chunk_" in name and parts[0] in kb:
             kb[parts[0]] += int(parts[1])
     return {"rss_mb": kb["Rss:"] // 1024, "pss_mb": kb["Pss:"] // 1024, "regions": regions}
-
-
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) // 1024
-    return -1
 
 
 def _meminfo(field: str) -> int:
@@ -68,7 +63,7 @@ def main(n: int) -> None:
         def say(step: str) -> None:
             available = _meminfo("MemAvailable")
             print(
-                f"{step:8s} vector files {vector_maps()}  VmRSS {_status('VmRSS')} MB  MemAvailable {available} MB",
+                f"{step:8s} vector files {vector_maps()}  VmRSS {_rss_mb():.0f} MB  MemAvailable {available} MB",
                 flush=True,
             )
 

@@ -150,7 +150,7 @@ class VectorPage:
         )
 
 
-def vector_page(points: Sequence[Any], clean: Any = None) -> VectorPage:
+def vector_page(points: Sequence[Any]) -> VectorPage:
     """A :class:`VectorPage` from Qdrant point-like objects (``id``, ``vector``, ``payload``): the
     vectors converted in one pass over the page (per point, ``np.asarray`` of a list cost as much
     as the engine's read; ``fromiter`` over them all takes half of ``np.array`` of the lists)."""
@@ -160,7 +160,7 @@ def vector_page(points: Sequence[Any], clean: Any = None) -> VectorPage:
     return VectorPage(
         ids=[str(p.id) for p in points],
         vectors=np.fromiter(flat, dtype=np.float32).reshape(len(points), -1),
-        payloads=[(clean(p.payload) if clean else p.payload) or {} for p in points],
+        payloads=[p.payload or {} for p in points],
     )
 
 
