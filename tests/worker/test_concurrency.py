@@ -57,11 +57,16 @@ def test_tickets_streaming_in_during_runs_are_never_left_unlabelled(live, hash_e
     feeder = threading.Thread(target=feed)
     feeder.start()
     runs = []
-    while feeder.is_alive() and len(runs) < 20:
-        runs.append(recluster(store, settings, namer=namer))
-        assert _unlabelled(store) == 0  # after every switch, every stored ticket has a live label
-    stop.set()
-    feeder.join()
+    try:
+        while feeder.is_alive() and len(runs) < 20:
+            runs.append(recluster(store, settings, namer=namer))
+            assert _unlabelled(store) == 0  # after every switch, every stored ticket has a live label
+    except BaseException:
+        stop.set()  # only a failure cuts the trickle short: the count below expects every ticket
+        raise
+    finally:
+        feeder.join()
+    assert fed[-1] == len(fresh)
     assert all(r["status"] == "succeeded" for r in runs)
     during = [r for r in runs if r["n_points"] < 400 + len(fresh)]
     assert len(during) >= 2  # several runs happened while tickets arrived
