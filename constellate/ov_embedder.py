@@ -7,14 +7,16 @@ model runs in bf16 with fp32 accumulation; elsewhere in fp32. Measured on a 2-vC
 AVX512_BF16, 13,083 Banking77 texts, three alternating rounds (docs/benchmarks.md): torch 334
 texts/s, ONNX Runtime fp32 359 (1.08x), OpenVINO fp32 413 (1.26x), OpenVINO bf16 762 (2.31x), with
 the bf16 vectors at cosine 0.99999 to torch's (min 0.99996; int8 weights gave 0.993 and cost V).
-A single text (a search query) runs on one thread, like the ONNX path's query session: bf16 does
-not make a ten-token query faster (5.95 vs 5.8 ms), so the query model keeps the batch model's
-precision only so that a stored ticket's own text finds it at the top.
+Single texts (search queries) run on a query model of one one-thread stream per core, the
+queries that arrive together encoded in one call (:class:`constellate.query_batch.QueryBatcher`).
+bf16 does not make a ten-token query faster (5.95 vs 5.8 ms), so the query model keeps the batch
+model's precision only so that a stored ticket's own text finds it at the top.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -30,8 +32,15 @@ from constellate.embedding import (
     mean_pool,
     normalize,
 )
+from constellate.query_batch import QueryBatcher
 
-QUERY = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1}  # a single text, on one thread
+
+def query_hints(cores: int) -> dict[str, Any]:
+    """The query model's compile hints: one stream of one thread per core. A LATENCY model has one
+    stream, and every infer request of a model queues on its streams: with one stream, all of a
+    server's concurrent queries were encoded on one core (404 queries/s from 1, 2 or 4 threads;
+    two streams: 367, 712, 706/s, docs/benchmarks.md)."""
+    return {"NUM_STREAMS": cores, "INFERENCE_NUM_THREADS": cores}
 
 
 def native_bf16(core: Any) -> bool:
@@ -47,8 +56,9 @@ class OpenVinoEmbedder:
     thread, which pools each finished batch while the next runs; one batch call at a time per
     process (a lock). No OpenVINO callbacks (an exception raised in one aborted the process): an
     error is raised in the caller, and the model is compiled afresh after one (requests made on the
-    same compiled model after a failed inference gave wrong vectors). A single text goes to a
-    one-thread LATENCY model, one infer request per thread.
+    same compiled model after a failed inference gave wrong vectors). Single texts go to the query
+    model (one stream of one thread per core), at most one call per core at once, the texts that
+    wait meanwhile encoded together; one infer request per thread.
     """
 
     def __init__(self, base: SentenceTransformerEmbedder, cache_dir: Path, precision: str = "auto") -> None:
@@ -66,10 +76,14 @@ class OpenVinoEmbedder:
         self.inputs = {i.get_any_name() for i in self.compiled.inputs}
         self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._requests: list[Any] = []
-        self._query_model = self._compile(QUERY)
+        self._cores = max(
+            1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        )
+        self._query_model = self._compile(query_hints(self._cores))
         self._local = threading.local()
         self._batch_lock = threading.Lock()
         self._query_lock = threading.Lock()
+        self._queries = QueryBatcher(self._embed_queries, lanes=self._cores)
 
     def _compile(self, hints: dict[str, Any]) -> Any:
         config = {"INFERENCE_PRECISION_HINT": self.precision, "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0, **hints}
@@ -122,17 +136,23 @@ class OpenVinoEmbedder:
         out[rows] = mean_pool(request.get_output_tensor(0).data, mask)
 
     def _embed_one(self, text: str) -> np.ndarray:
+        return self._queries.embed_one(text)
+
+    def _embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Queries waiting together, in one call on this thread's request of the query model."""
         model = self._query_model
         request = getattr(self._local, "request", None)
         if request is None or self._local.model is not model:
             request = self._local.request = model.create_infer_request()
             self._local.model = model
-        batch = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="np")
+        batch = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, padding=True, return_tensors="np"
+        )
         try:
             hidden = request.infer({k: batch[k].astype(np.int64) for k in self.inputs})[0]
         except BaseException:
             with self._query_lock:  # as for batches: the next query runs on a model compiled afresh
                 if self._query_model is model:
-                    self._query_model = self._compile(QUERY)
+                    self._query_model = self._compile(query_hints(self._cores))
             raise
         return normalize(mean_pool(hidden, batch["attention_mask"]))

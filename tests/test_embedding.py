@@ -81,6 +81,36 @@ def test_openvino_matches_torch_in_batches_and_alone(real_embedder: Embedder, tm
     np.testing.assert_allclose(alone, vectors[-5:], atol=1e-4)
 
 
+def test_openvino_queries_from_many_threads_get_their_own_vectors_on_every_core(tmp_path) -> None:
+    """Concurrent queries are encoded together, padded to the longest (QueryBatcher); each caller
+    gets the vector its text gets alone. The query model has a stream per core: with the one
+    stream of a LATENCY model, every thread's queries were encoded on one core."""
+    import os
+    import threading
+
+    from constellate.ov_embedder import OpenVinoEmbedder
+
+    embedder = load_embedder(backend="openvino", cache_dir=tmp_path / "m")
+    assert isinstance(embedder, OpenVinoEmbedder)
+    assert int(embedder._query_model.get_property("NUM_STREAMS")) == len(os.sched_getaffinity(0))
+    texts = [f"where is my refund for order {i}" + " please" * (i % 7) for i in range(48)]
+    alone = np.vstack([embedder._embed_queries([t]) for t in texts])
+    padded = embedder._embed_queries(texts[:8])  # one call, seven of the eight padded
+    np.testing.assert_allclose(padded, alone[:8], atol=1e-4)
+    got: dict[int, np.ndarray] = {}
+
+    def ask(k: int) -> None:
+        for i in range(k, len(texts), 8):
+            got[i] = embedder.embed([texts[i]])[0]
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    np.testing.assert_allclose(np.stack([got[i] for i in range(len(texts))]), alone, atol=1e-4)
+
+
 def test_openvino_runs_fp32_where_the_cpu_has_no_native_bf16(
     real_embedder: Embedder, tmp_path, monkeypatch
 ) -> None:
