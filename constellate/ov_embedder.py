@@ -16,7 +16,6 @@ model's precision only so that a stored ticket's own text finds it at the top.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ import numpy as np
 
 from constellate.embedding import (
     SentenceTransformerEmbedder,
+    cpu_threads,
     export_onnx,
     length_batches,
     mean_pool,
@@ -76,9 +76,7 @@ class OpenVinoEmbedder:
         self.inputs = {i.get_any_name() for i in self.compiled.inputs}
         self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._requests: list[Any] = []
-        self._cores = max(
-            1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        )
+        self._cores = cpu_threads()
         self._query_model = self._compile(query_hints(self._cores))
         self._local = threading.local()
         self._batch_lock = threading.Lock()

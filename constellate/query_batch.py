@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two callers may send the same text
 class _Waiting:
     text: str
     vector: np.ndarray | None = None
@@ -30,8 +30,9 @@ class _Waiting:
 class QueryBatcher:
     """Encode one text at a time from any thread, ``lanes`` batch calls at most at once.
 
-    ``encode(texts)`` returns one row per text; an error it raises reaches every caller whose
-    text was in that batch.
+    ``encode(texts)`` must return one row per text. When it raises (or returns another number of
+    rows), the caller that ran it gets its error and every other caller in that batch a
+    ``RuntimeError`` chained to it.
     """
 
     def __init__(
@@ -48,17 +49,12 @@ class QueryBatcher:
     def embed_one(self, text: str) -> np.ndarray:
         """The vector of ``text`` (one row)."""
         mine = _Waiting(text)
+        batch: list[_Waiting] = []
         with self._ready:
             self._queue.append(mine)
-        while True:
-            with self._ready:
-                while not mine.done and (mine.taken or self._running >= self.lanes):
-                    self._ready.wait()
-                if mine.done:
-                    if mine.error is not None:
-                        raise mine.error
-                    assert mine.vector is not None
-                    return mine.vector
+            while not mine.done and (mine.taken or self._running >= self.lanes):
+                self._ready.wait()
+            if not mine.done:  # a free lane, and this text still waiting: encode it, and others
                 self._queue.remove(mine)  # its own text first, then the longest waiting
                 batch = [mine] + [
                     self._queue.popleft() for _ in range(min(self.max_batch - 1, len(self._queue)))
@@ -67,20 +63,30 @@ class QueryBatcher:
                     waiting.taken = True
                 self._running += 1
                 self.batches += 1
+        if batch:  # this thread encodes: its own error is raised as it came
             self._run(batch)
+            if mine.error is not None:
+                raise mine.error
+        elif mine.error is not None:
+            raise RuntimeError(f"the batch this query was encoded in failed: {mine.error!r}") from mine.error
+        assert mine.vector is not None
+        return mine.vector
 
     def _run(self, batch: list[_Waiting]) -> None:
         vectors: np.ndarray | None = None
         error: BaseException | None = None
         try:
             vectors = self.encode([w.text for w in batch])
+            if len(vectors) != len(batch):
+                raise RuntimeError(f"the encoder returned {len(vectors)} rows for {len(batch)} texts")
         except BaseException as exc:
             error = exc
-        with self._ready:
-            for i, waiting in enumerate(batch):
-                if vectors is not None:
-                    waiting.vector = vectors[i : i + 1]
-                waiting.error = error
-                waiting.done = True
-            self._running -= 1
-            self._ready.notify_all()
+        finally:  # whatever happened, the lane is freed and every caller of the batch answered
+            with self._ready:
+                for i, waiting in enumerate(batch):
+                    if error is None and vectors is not None:
+                        waiting.vector = vectors[i : i + 1]
+                    waiting.error = error
+                    waiting.done = True
+                self._running -= 1
+                self._ready.notify_all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from constellate.embedding import Embedder, load_embedder, normalize
+from constellate.embedding import Embedder, cpu_threads, load_embedder, normalize
 
 pytestmark = pytest.mark.slow
 
@@ -85,14 +85,13 @@ def test_openvino_queries_from_many_threads_get_their_own_vectors_on_every_core(
     """Concurrent queries are encoded together, padded to the longest (QueryBatcher); each caller
     gets the vector its text gets alone. The query model has a stream per core: with the one
     stream of a LATENCY model, every thread's queries were encoded on one core."""
-    import os
     import threading
 
     from constellate.ov_embedder import OpenVinoEmbedder
 
     embedder = load_embedder(backend="openvino", cache_dir=tmp_path / "m")
     assert isinstance(embedder, OpenVinoEmbedder)
-    assert int(embedder._query_model.get_property("NUM_STREAMS")) == len(os.sched_getaffinity(0))
+    assert int(embedder._query_model.get_property("NUM_STREAMS")) >= min(2, cpu_threads())
     texts = [f"where is my refund for order {i}" + " please" * (i % 7) for i in range(48)]
     alone = np.vstack([embedder._embed_queries([t]) for t in texts])
     padded = embedder._embed_queries(texts[:8])  # one call, seven of the eight padded
@@ -103,11 +102,12 @@ def test_openvino_queries_from_many_threads_get_their_own_vectors_on_every_core(
         for i in range(k, len(texts), 8):
             got[i] = embedder.embed([texts[i]])[0]
 
-    threads = [threading.Thread(target=ask, args=(k,)) for k in range(8)]
+    threads = [threading.Thread(target=ask, args=(k,), daemon=True) for k in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
+    assert len(got) == len(texts)
     np.testing.assert_allclose(np.stack([got[i] for i in range(len(texts))]), alone, atol=1e-4)
 
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import pytest
 
 from constellate.query_batch import QueryBatcher
 
@@ -49,28 +48,45 @@ class Recorder:
                 self.active -= 1
 
 
-def run_threads(batcher: QueryBatcher, texts: list[str], encoder: Recorder) -> dict[str, object]:
-    out: dict[str, object] = {}
+def call(fn, *args, timeout: float = 10.0):
+    """``fn(*args)`` on a daemon thread: a regression that hangs fails the test instead of CI."""
+    box: list[object] = []
+    thread = threading.Thread(target=lambda: box.append(_outcome(fn, *args)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert box, f"{fn} did not return within {timeout} s"
+    return box[0]
 
-    def ask(text: str) -> None:
-        try:
-            out[text] = batcher.embed_one(text)
-        except RuntimeError as exc:
-            out[text] = exc
 
-    held = [threading.Thread(target=ask, args=(t,)) for t in texts[: encoder.hold]]
-    for t in held:
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return exc
+
+
+def run_threads(batcher: QueryBatcher, texts: list[str], encoder: Recorder) -> list[object]:
+    """Each text asked by a thread of its own, the first ``encoder.hold`` held inside the encoder
+    until all the others queue; each thread's vector (or exception), in the order of ``texts``."""
+    out: list[object] = [None] * len(texts)
+
+    def ask(i: int) -> None:
+        out[i] = _outcome(batcher.embed_one, texts[i])
+
+    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(len(texts))]
+    for t in threads[: encoder.hold]:
         t.start()
         assert encoder.entered.acquire(timeout=10)  # encoded alone, and held there
-    rest = [threading.Thread(target=ask, args=(t,)) for t in texts[encoder.hold :]]
-    for t in rest:
+    for t in threads[encoder.hold :]:
         t.start()
     deadline = time.monotonic() + 10
-    while len(batcher._queue) < len(rest) and time.monotonic() < deadline:  # every lane is busy
+    while len(batcher._queue) < len(texts) - encoder.hold and time.monotonic() < deadline:
         time.sleep(0.005)
+    assert len(batcher._queue) == len(texts) - encoder.hold  # every lane busy, the rest queued
     encoder.release.set()
-    for t in [*held, *rest]:
+    for t in threads:
         t.join(10)
+    assert not any(t.is_alive() for t in threads)
     return out
 
 
@@ -78,7 +94,7 @@ def test_a_lone_text_is_encoded_at_once_alone() -> None:
     encoder = Recorder()
     encoder.release.set()
     batcher = QueryBatcher(encoder, lanes=2, max_batch=8)
-    assert np.array_equal(batcher.embed_one("where is my card"), vector_of("where is my card"))
+    assert np.array_equal(call(batcher.embed_one, "where is my card"), vector_of("where is my card"))
     assert encoder.batches == [["where is my card"]]
 
 
@@ -87,8 +103,8 @@ def test_texts_that_queue_up_are_encoded_together_and_each_caller_gets_its_own_r
     batcher = QueryBatcher(encoder, lanes=2, max_batch=4)
     texts = [f"query {i} " + "x" * i for i in range(12)]
     out = run_threads(batcher, texts, encoder)
-    for text in texts:
-        assert np.array_equal(out[text], vector_of(text)), text
+    for text, got in zip(texts, out, strict=True):
+        assert np.array_equal(got, vector_of(text)), text
     assert sorted(t for b in encoder.batches for t in b) == sorted(texts)  # each text encoded once
     # two held alone, then the ten that queued behind them in batches of at most four
     assert [len(b) for b in encoder.batches[:2]] == [1, 1]
@@ -96,15 +112,37 @@ def test_texts_that_queue_up_are_encoded_together_and_each_caller_gets_its_own_r
     assert encoder.most_active == 2  # two lanes ran at once, never more
 
 
+def test_callers_sending_the_same_text_at_once_each_get_its_vector() -> None:
+    """Waiting entries are told apart by identity: equal ones once made a caller's entry vanish
+    from the queue (ValueError) and another's text be encoded twice."""
+    encoder = Recorder(hold=1)
+    batcher = QueryBatcher(encoder, lanes=1, max_batch=3)
+    texts = ["first"] + ["same"] * 7
+    out = run_threads(batcher, texts, encoder)
+    for text, got in zip(texts, out, strict=True):
+        assert isinstance(got, np.ndarray) and np.array_equal(got, vector_of(text)), got
+    assert sorted(len(b) for b in encoder.batches) == [1, 1, 3, 3]  # seven queued, each once
+
+
 def test_an_error_reaches_every_caller_of_its_batch_and_the_next_batches_still_run() -> None:
     encoder = Recorder(hold=1, fail_on="bad")
     batcher = QueryBatcher(encoder, lanes=1, max_batch=8)
     texts = ["first", "bad", "good one", "good two"]
-    out = run_threads(batcher, texts, encoder)
+    out = dict(zip(texts, run_threads(batcher, texts, encoder), strict=True))
     assert np.array_equal(out["first"], vector_of("first"))
     failed = next(b for b in encoder.batches if "bad" in b)
     assert set(failed) == {"bad", "good one", "good two"}  # queued together behind the first
-    assert all(isinstance(out[t], RuntimeError) for t in failed)
-    assert np.array_equal(batcher.embed_one("later"), vector_of("later"))
-    with pytest.raises(RuntimeError, match="inference failed"):
-        batcher.embed_one("bad")
+    errors = [out[t] for t in failed]
+    assert all(isinstance(e, RuntimeError) for e in errors)
+    roots = {id(e.__cause__ or e) for e in errors}  # the encoding caller's own, the others chained to it
+    assert len(roots) == 1 and "inference failed" in str(errors[0].__cause__ or errors[0])
+    assert np.array_equal(call(batcher.embed_one, "later"), vector_of("later"))
+    assert isinstance(call(batcher.embed_one, "bad"), RuntimeError)
+
+
+def test_an_encoder_returning_the_wrong_number_of_rows_fails_the_batch_and_frees_its_lane() -> None:
+    batcher = QueryBatcher(lambda texts: np.zeros((len(texts) + 1, 2), np.float32), lanes=1)
+    err = call(batcher.embed_one, "where is my card")
+    assert isinstance(err, RuntimeError) and "2 rows for 1 texts" in str(err)
+    batcher.encode = lambda texts: np.vstack([vector_of(t) for t in texts])
+    assert np.array_equal(call(batcher.embed_one, "again"), vector_of("again"))
