@@ -77,8 +77,8 @@ class QueryBatcher:
         error: BaseException | None = None
         try:
             vectors = self.encode([w.text for w in batch])
-            if len(vectors) != len(batch):
-                raise RuntimeError(f"the encoder returned {len(vectors)} rows for {len(batch)} texts")
+            if np.ndim(vectors) != 2 or len(vectors) != len(batch):
+                raise RuntimeError(f"the encoder returned shape {np.shape(vectors)} for {len(batch)} texts")
         except BaseException as exc:
             error = exc
         finally:  # whatever happened, the lane is freed and every caller of the batch answered
