@@ -44,7 +44,6 @@ class QueryBatcher:
         self._ready = threading.Condition()
         self._queue: deque[_Waiting] = deque()
         self._running = 0
-        self.batches = 0  # how many encode calls were made (tests read it)
 
     def embed_one(self, text: str) -> np.ndarray:
         """The vector of ``text`` (one row)."""
@@ -62,7 +61,6 @@ class QueryBatcher:
                 for waiting in batch:
                     waiting.taken = True
                 self._running += 1
-                self.batches += 1
         if batch:  # this thread encodes: its own error is raised as it came
             self._run(batch)
             if mine.error is not None:
