@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.scale import _rss_mb
+from bench.scale import _rss_mb, proc_mb
 
 
 def vector_maps() -> dict[str, int]:
@@ -37,13 +37,6 @@ def vector_maps() -> dict[str, int]:
     return {"rss_mb": kb["Rss:"] // 1024, "pss_mb": kb["Pss:"] // 1024, "regions": regions}
 
 
-def _meminfo(field: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) // 1024
-    return -1
-
-
 def main(n: int) -> None:
     import qdrant_edge as qe
 
@@ -61,9 +54,9 @@ def main(n: int) -> None:
         shard = qe.EdgeShard.load(tmp)
 
         def say(step: str) -> None:
-            available = _meminfo("MemAvailable")
+            available = proc_mb("/proc/meminfo", "MemAvailable")
             print(
-                f"{step:8s} vector files {vector_maps()}  VmRSS {_rss_mb():.0f} MB  MemAvailable {available} MB",
+                f"{step:8s} vector files {vector_maps()}  VmRSS {_rss_mb():.0f} MB  MemAvailable {available:.0f} MB",
                 flush=True,
             )
 

@@ -30,11 +30,20 @@ JITTER = 0.02
 INDEX_MAX = 100_000  # above this the stores are not HNSW-indexed (a 1M build took over an hour here; the runs never search)
 
 
-def _rss_mb(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
+def proc_mb(path: str, field: str) -> float:
+    """A kB field of a /proc file (``/proc/self/status``, ``/proc/meminfo``, ...) in MB; NaN where
+    it cannot be read (not Linux)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return float("nan")
+
+
+def _rss_mb(field: str = "VmRSS") -> float:
+    return proc_mb("/proc/self/status", field)
 
 
 def _reset_peak() -> None:
@@ -91,13 +100,7 @@ def _pid(ticket_id: str) -> str:
 
 def _pss_mb() -> float:
     """This process's proportional set size: each resident page counted once (see :class:`MemoryPeak`)."""
-    try:
-        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    return proc_mb("/proc/self/smaps_rollup", "Pss")
 
 
 def _whole(mb: float) -> int | None:
