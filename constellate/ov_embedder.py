@@ -7,10 +7,10 @@ model runs in bf16 with fp32 accumulation; elsewhere in fp32. Measured on a 2-vC
 AVX512_BF16, 13,083 Banking77 texts, three alternating rounds (docs/benchmarks.md): torch 334
 texts/s, ONNX Runtime fp32 359 (1.08x), OpenVINO fp32 413 (1.26x), OpenVINO bf16 762 (2.31x), with
 the bf16 vectors at cosine 0.99999 to torch's (min 0.99996; int8 weights gave 0.993 and cost V).
-Single texts (search queries) run on a query model of one one-thread stream per core, the
-queries that arrive together encoded in one call (:class:`constellate.query_batch.QueryBatcher`).
-bf16 does not make a ten-token query faster (5.95 vs 5.8 ms), so the query model keeps the batch
-model's precision only so that a stored ticket's own text finds it at the top.
+Single texts (search queries) are padded to one of a few lengths and run on a model compiled for
+that static shape, one one-thread stream per core; they keep the batch model's precision, so a
+stored ticket's own text finds it at the top (600 Banking77 queries one at a time: bf16 5.3-6.0 ms
+each, fp32 7.1-7.2 on the dynamic model).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from constellate.embedding import (
     mean_pool,
     normalize,
 )
-from constellate.query_batch import QueryBatcher
 
 
 def query_hints(cores: int) -> dict[str, Any]:
@@ -41,6 +40,13 @@ def query_hints(cores: int) -> dict[str, Any]:
     server's concurrent queries were encoded on one core (404 queries/s from 1, 2 or 4 threads;
     two streams: 367, 712, 706/s, docs/benchmarks.md)."""
     return {"NUM_STREAMS": cores, "INFERENCE_NUM_THREADS": cores}
+
+
+# Queries are padded to one of these lengths and run on a model compiled for that static shape: on the
+# dynamic model, every change of input shape between calls cost ~1.5-2 ms (600 Banking77 queries
+# one at a time: 5.6 ms each in arrival order, 3.7-4.1 sorted by length; on these static models
+# 4.4 ms). A model costs ~50 MB, so one is compiled only when a query of its length first comes.
+QUERY_LENGTHS = (8, 16, 24, 32, 48, 64, 128)
 
 
 def native_bf16(core: Any) -> bool:
@@ -56,9 +62,9 @@ class OpenVinoEmbedder:
     thread, which pools each finished batch while the next runs; one batch call at a time per
     process (a lock). No OpenVINO callbacks (an exception raised in one aborted the process): an
     error is raised in the caller, and the model is compiled afresh after one (requests made on the
-    same compiled model after a failed inference gave wrong vectors). Single texts go to the query
-    model (one stream of one thread per core), at most one call per core at once, the texts that
-    wait meanwhile encoded together; one infer request per thread.
+    same compiled model after a failed inference gave wrong vectors). Single texts go to the static
+    query model of their padded length (:data:`QUERY_LENGTHS`), one infer request per thread and
+    length.
     """
 
     def __init__(self, base: SentenceTransformerEmbedder, cache_dir: Path, precision: str = "auto") -> None:
@@ -77,22 +83,26 @@ class OpenVinoEmbedder:
         self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._requests: list[Any] = []
         self._cores = cpu_threads()
-        self._query_model = self._compile(query_hints(self._cores))
+        self.query_lengths = query_lengths(self.max_length)
+        self._query_models: dict[int, Any] = {}  # padded length -> its static model, made when first asked
         self._local = threading.local()
         self._batch_lock = threading.Lock()
         self._query_lock = threading.Lock()
-        self._queries = QueryBatcher(self._embed_queries, lanes=self._cores)
 
-    def _compile(self, hints: dict[str, Any]) -> Any:
+    def _compile(self, hints: dict[str, Any], model: Any = None) -> Any:
         config = {"INFERENCE_PRECISION_HINT": self.precision, "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0, **hints}
-        return self._core.compile_model(self._model, "CPU", config)
+        return self._core.compile_model(self._model if model is None else model, "CPU", config)
 
     @property
     def dim(self) -> int:
         return self.base.dim
 
     def warm_query(self) -> None:
-        """Run the query model once (a server does this before its first request)."""
+        """Compile the query models of the common lengths (up to 32 tokens) and run one, before a
+        server's first request."""
+        for length in self.query_lengths:
+            if length <= 32:
+                self.query_model(length)
         self.embed(["warm-up query"])
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
@@ -134,23 +144,48 @@ class OpenVinoEmbedder:
         out[rows] = mean_pool(request.get_output_tensor(0).data, mask)
 
     def _embed_one(self, text: str) -> np.ndarray:
-        return self._queries.embed_one(text)
-
-    def _embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Queries waiting together, in one call on this thread's request of the query model."""
-        model = self._query_model
-        request = getattr(self._local, "request", None)
-        if request is None or self._local.model is not model:
-            request = self._local.request = model.create_infer_request()
-            self._local.model = model
-        batch = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, padding=True, return_tensors="np"
+        """One text (a search query) on this thread's request of the static model of its padded
+        length; any number of threads at once (OpenVINO queues their requests on its streams)."""
+        # the batch path's settings: a fast tokenizer whose padding or truncation changes while
+        # another thread encodes with it fails ("Already borrowed")
+        tokens = self.tokenizer(
+            [text], padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
         )
+        length = next(n for n in self.query_lengths if n >= tokens["input_ids"].shape[1])
+        feed = {k: pad_to(tokens[k], length) for k in self.inputs}
+        model = self.query_model(length)
+        requests = self._local.__dict__.setdefault("requests", {})
+        if requests.get(length, (None,))[0] is not model:
+            requests[length] = (model, model.create_infer_request())
         try:
-            hidden = request.infer({k: batch[k].astype(np.int64) for k in self.inputs})[0]
+            hidden = requests[length][1].infer(feed)[0]
         except BaseException:
             with self._query_lock:  # as for batches: the next query runs on a model compiled afresh
-                if self._query_model is model:
-                    self._query_model = self._compile(query_hints(self._cores))
+                if self._query_models.get(length) is model:
+                    del self._query_models[length]
             raise
-        return normalize(mean_pool(hidden, batch["attention_mask"]))
+        return normalize(mean_pool(hidden, feed["attention_mask"]))
+
+    def query_model(self, length: int) -> Any:
+        """The query model for texts padded to ``length`` tokens (compiled when first asked, ~0.3 s)."""
+        model = self._query_models.get(length)  # no lock once made: a compile holds it ~0.3 s
+        if model is not None:
+            return model
+        with self._query_lock:
+            if length not in self._query_models:
+                model = self._model.clone()
+                model.reshape({name: [1, length] for name in self.inputs})
+                self._query_models[length] = self._compile(query_hints(self._cores), model)
+            return self._query_models[length]
+
+
+def query_lengths(max_length: int) -> tuple[int, ...]:
+    """The padded lengths queries are encoded at: :data:`QUERY_LENGTHS` below ``max_length``, then it."""
+    return (*(n for n in QUERY_LENGTHS if n < max_length), max_length)
+
+
+def pad_to(values: np.ndarray, length: int) -> np.ndarray:
+    """One tokenised row (ids, mask or types) padded with zeros to ``length`` columns, as int64."""
+    out = np.zeros((1, length), dtype=np.int64)
+    out[:, : values.shape[1]] = values
+    return out
