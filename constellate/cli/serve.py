@@ -69,7 +69,7 @@ def up(host: str, port: int, data_dir: Path | None) -> None:
     beat.start()
 
     app = create_app(settings, store=store, embedder=embedder, redis_url=url)
-    server = create_server(app, host=host, port=port, threads=8)
+    server = create_server(app, host=host, port=port, threads=settings.api_threads)
     _stop_on_signals(stop, server.close)
     click.echo(f"constellate is up: http://{host}:{port}  (Ctrl-C to stop)", err=True)
     try:
@@ -100,7 +100,8 @@ def api(host: str, port: int) -> None:
     from constellate import jsonlog
 
     jsonlog.configure()
-    serve(create_app(get_settings()), host=host, port=port, threads=8)
+    settings = get_settings()
+    serve(create_app(settings), host=host, port=port, threads=settings.api_threads)
 
 
 @main.command(name="ingestion")
