@@ -44,9 +44,11 @@ def query_hints(cores: int) -> dict[str, Any]:
 
 # Queries are padded to one of these lengths and run on a model compiled for that static shape: on the
 # dynamic model, every change of input shape between calls cost ~1.5-2 ms (600 Banking77 queries
-# one at a time: 5.6 ms each in arrival order, 3.7-4.1 sorted by length; on these static models
-# 4.4 ms). A model costs ~50 MB, so one is compiled only when a query of its length first comes.
-QUERY_LENGTHS = (8, 16, 24, 32, 48, 64, 128)
+# one at a time: 5.6 ms each in arrival order, 3.7-4.1 sorted by length; on static models 4.4 ms).
+# Nine in ten Banking77 queries have at most 29 tokens; longer ones run on the dynamic model
+# (ANY_LENGTH). A model costs ~50 MB; a server compiles all five before its first request.
+QUERY_LENGTHS = (8, 16, 24, 32)
+ANY_LENGTH = 0
 
 
 def native_bf16(core: Any) -> bool:
@@ -63,8 +65,8 @@ class OpenVinoEmbedder:
     process (a lock). No OpenVINO callbacks (an exception raised in one aborted the process): an
     error is raised in the caller, and the model is compiled afresh after one (requests made on the
     same compiled model after a failed inference gave wrong vectors). Single texts go to the static
-    query model of their padded length (:data:`QUERY_LENGTHS`), one infer request per thread and
-    length.
+    query model of their padded length (:data:`QUERY_LENGTHS`; longer ones to a dynamic one), one
+    infer request per thread and model.
     """
 
     def __init__(self, base: SentenceTransformerEmbedder, cache_dir: Path, precision: str = "auto") -> None:
@@ -98,11 +100,10 @@ class OpenVinoEmbedder:
         return self.base.dim
 
     def warm_query(self) -> None:
-        """Compile the query models of the common lengths (up to 32 tokens) and run one, before a
-        server's first request."""
-        for length in self.query_lengths:
-            if length <= 32:
-                self.query_model(length)
+        """Compile every query model and run one, before a server's first request (a model compiled
+        under load, ~0.3 s, held up the queries of its length)."""
+        for length in (*self.query_lengths, ANY_LENGTH):
+            self.query_model(length)
         self.embed(["warm-up query"])
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
@@ -151,8 +152,9 @@ class OpenVinoEmbedder:
         tokens = self.tokenizer(
             [text], padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
         )
-        length = next(n for n in self.query_lengths if n >= tokens["input_ids"].shape[1])
-        feed = {k: pad_to(tokens[k], length) for k in self.inputs}
+        size = tokens["input_ids"].shape[1]
+        length = next((n for n in self.query_lengths if n >= size), ANY_LENGTH)
+        feed = {k: pad_to(tokens[k], length or size) for k in self.inputs}
         model = self.query_model(length)
         requests = self._local.__dict__.setdefault("requests", {})
         if requests.get(length, (None,))[0] is not model:
@@ -167,21 +169,23 @@ class OpenVinoEmbedder:
         return normalize(mean_pool(hidden, feed["attention_mask"]))
 
     def query_model(self, length: int) -> Any:
-        """The query model for texts padded to ``length`` tokens (compiled when first asked, ~0.3 s)."""
-        model = self._query_models.get(length)  # no lock once made: a compile holds it ~0.3 s
+        """The query model for texts padded to ``length`` tokens, or (``ANY_LENGTH``) the dynamic
+        one for longer texts; compiled when first asked (~0.3 s) unless the warm-up did."""
+        model = self._query_models.get(length)  # no lock once made
         if model is not None:
             return model
         with self._query_lock:
             if length not in self._query_models:
                 model = self._model.clone()
-                model.reshape({name: [1, length] for name in self.inputs})
+                if length != ANY_LENGTH:
+                    model.reshape({name: [1, length] for name in self.inputs})
                 self._query_models[length] = self._compile(query_hints(self._cores), model)
             return self._query_models[length]
 
 
 def query_lengths(max_length: int) -> tuple[int, ...]:
-    """The padded lengths queries are encoded at: :data:`QUERY_LENGTHS` below ``max_length``, then it."""
-    return (*(n for n in QUERY_LENGTHS if n < max_length), max_length)
+    """The static lengths queries are padded to: those of :data:`QUERY_LENGTHS` the model takes."""
+    return tuple(n for n in QUERY_LENGTHS if n <= max_length)
 
 
 def pad_to(values: np.ndarray, length: int) -> np.ndarray:

@@ -83,31 +83,39 @@ def test_openvino_matches_torch_in_batches_and_alone(real_embedder: Embedder, tm
 
 def test_openvino_queries_run_on_static_models_of_their_padded_length_from_many_threads(tmp_path) -> None:
     """A query is padded to the next of a few lengths and runs on a model of that static shape
-    (shape changes on the dynamic model cost ~1.5-2 ms a query), compiled when a query of that length
-    first comes; padding does not change its vector; concurrent threads each get their own text's
-    vector. Each model has more than one stream where there is more than one CPU (OpenVINO may cap
-    the count we ask): with one stream, every thread's queries were encoded on one core."""
+    (shape changes on the dynamic model cost ~1.5-2 ms a query); a longer one runs on the dynamic
+    model. Padding does not change a vector; the warm-up compiles every query model; concurrent
+    threads each get their own text's vector. Each model has more than one stream where there is
+    more than one CPU (OpenVINO may cap the count we ask): with one stream, every thread's queries
+    were encoded on one core."""
     import threading
 
-    from constellate.ov_embedder import OpenVinoEmbedder
+    from constellate.ov_embedder import ANY_LENGTH, QUERY_LENGTHS, OpenVinoEmbedder
 
     embedder = load_embedder(backend="openvino", cache_dir=tmp_path / "m")
     assert isinstance(embedder, OpenVinoEmbedder)
-    before = set(embedder._query_models)  # the load's agreement check encoded a few texts alone
-    assert embedder.max_length not in before
-    texts = [f"where is my refund for order {i}" + " please" * (i % 7) for i in range(47)]
-    texts.append("why " * 400)  # truncated to the model's limit: its longest static model
-    batch = embedder.embed(texts)  # the dynamic batch model, padded to each batch's longest
-    alone = np.vstack([embedder.embed([t]) for t in texts])
-    np.testing.assert_allclose(alone, batch, atol=1e-4)
-    lengths = {
+    assert embedder.query_lengths == QUERY_LENGTHS
+    texts = [f"where is my refund for order {i}" + " please" * (i % 7) for i in range(46)]
+    texts += ["hi", "why " * 40, "why " * 400]  # longer than every static model; the last one truncated
+    sizes = [
         len(embedder.tokenizer(t, truncation=True, max_length=embedder.max_length)["input_ids"])
         for t in texts
-    }
-    padded = {next(n for n in embedder.query_lengths if n >= length) for length in lengths}
-    assert set(embedder._query_models) == before | padded and embedder.max_length in padded
-    for length, model in embedder._query_models.items():
-        assert [list(i.get_shape()) for i in model.inputs] == [[1, length]] * len(model.inputs)
+    ]
+    assert sizes[-3] <= 8 < max(sizes[:46]) <= 32 < sizes[-2] < sizes[-1] == embedder.max_length
+    compiled = embedder._query_models
+    compiled.clear()  # the load's agreement check compiled some: from here each compiles when asked
+    batch = embedder.embed(texts)  # the batch model, padded to each batch's longest
+    alone = np.vstack([embedder.embed([t]) for t in texts])
+    np.testing.assert_allclose(alone, batch, atol=1e-4)
+    assert set(compiled) == {next((n for n in QUERY_LENGTHS if n >= s), ANY_LENGTH) for s in sizes}
+    embedder.warm_query()
+    assert set(compiled) == {*QUERY_LENGTHS, ANY_LENGTH}
+    for length, model in compiled.items():
+        shapes = [i.get_partial_shape() for i in model.inputs]
+        if length == ANY_LENGTH:
+            assert all(shape.is_dynamic for shape in shapes)
+        else:
+            assert [list(i.get_shape()) for i in model.inputs] == [[1, length]] * len(model.inputs)
         assert int(model.get_property("NUM_STREAMS")) >= min(2, cpu_threads())
     got: dict[int, np.ndarray] = {}
 
@@ -140,7 +148,7 @@ def test_a_failed_openvino_query_raises_and_the_next_query_of_its_length_runs_on
     length, other = (
         next(n for n in embedder.query_lengths if n >= len(embedder.tokenizer(t)["input_ids"]))
         for t in (short, longer)
-    )
+    )  # both static: 8 and 16
     assert length < other
     model, kept = embedder._query_models[length], embedder._query_models[other]
 
