@@ -117,9 +117,10 @@ class Settings(BaseSettings):
         4,
         ge=1,
         le=64,
-        description="Request threads of `up` and `api` (waitress). The embedded engine holds the GIL "
-        "through a search, so more threads only queue for it: /search at 1M, 8 connections, p99 "
-        "78-93 ms with 4 threads against 108-120 ms with 8 (docs/benchmarks.md).",
+        description="Request threads of `up` and `api` (waitress; gunicorn in compose sets its own). "
+        "The embedded engine holds the GIL through a search, so more threads only queue for it: "
+        "/search at 1M, 8 connections, p99 84 ms with 4 threads against 108 ms with 8 "
+        "(docs/benchmarks.md).",
     )
     max_batch: int = Field(1000, ge=1, description="Most tickets in one POST /tickets.")
     cors_origins: list[str] = Field(

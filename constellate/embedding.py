@@ -322,6 +322,9 @@ def _exported(
             else:
                 made = OnnxEmbedder(base, folder, quantize=backend == "onnx-int8")
             _check_agrees(made, base, 0.9 if backend == "onnx-int8" else 0.99)
+            release = getattr(made, "release_query_models", None)
+            if release is not None:  # what the check compiled: a batch-only process keeps none
+                release()
             _loaded[slot] = made
         except Exception as exc:  # ImportError, an exporter or runtime error: the next backend works
             down = _FALLBACK.get(backend)

@@ -46,7 +46,7 @@ def query_hints(cores: int) -> dict[str, Any]:
 # dynamic model, every change of input shape between calls cost ~1.5-2 ms (600 Banking77 queries
 # one at a time: 5.6 ms each in arrival order, 3.7-4.1 sorted by length; on static models 4.4 ms).
 # Nine in ten Banking77 queries have at most 29 tokens; longer ones run on the dynamic model
-# (ANY_LENGTH). A model costs ~50 MB; a server compiles all five before its first request.
+# (ANY_LENGTH). A model costs ~60 MB; a server compiles all five before its first request.
 QUERY_LENGTHS = (8, 16, 24, 32)
 ANY_LENGTH = 0
 
@@ -167,6 +167,13 @@ class OpenVinoEmbedder:
                     del self._query_models[length]
             raise
         return normalize(mean_pool(hidden, feed["attention_mask"]))
+
+    def release_query_models(self) -> None:
+        """Forget the compiled query models (~60 MB each): the load's agreement check compiles a
+        few, a process that only encodes batches needs none, and a server's warm-up compiles all."""
+        with self._query_lock:
+            self._query_models.clear()
+        self._local = threading.local()  # the requests this thread made on them
 
     def query_model(self, length: int) -> Any:
         """The query model for texts padded to ``length`` tokens, or (``ANY_LENGTH``) the dynamic

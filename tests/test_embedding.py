@@ -103,7 +103,7 @@ def test_openvino_queries_run_on_static_models_of_their_padded_length_from_many_
     ]
     assert sizes[-3] <= 8 < max(sizes[:46]) <= 32 < sizes[-2] < sizes[-1] == embedder.max_length
     compiled = embedder._query_models
-    compiled.clear()  # the load's agreement check compiled some: from here each compiles when asked
+    assert compiled == {}  # the load's agreement check compiled some and let them go
     batch = embedder.embed(texts)  # the batch model, padded to each batch's longest
     alone = np.vstack([embedder.embed([t]) for t in texts])
     np.testing.assert_allclose(alone, batch, atol=1e-4)
@@ -130,6 +130,14 @@ def test_openvino_queries_run_on_static_models_of_their_padded_length_from_many_
         t.join(60)
     assert len(got) == len(texts)
     np.testing.assert_allclose(np.stack([got[i] for i in range(len(texts))]), alone, atol=1e-6)
+
+
+def test_query_lengths_stop_at_the_model_limit_and_padding_is_zeros() -> None:
+    from constellate.ov_embedder import pad_to, query_lengths
+
+    assert query_lengths(256) == (8, 16, 24, 32) and query_lengths(20) == (8, 16)
+    out = pad_to(np.array([[101, 7, 102]], dtype=np.int32), 8)
+    assert out.dtype == np.int64 and out.tolist() == [[101, 7, 102, 0, 0, 0, 0, 0]]
 
 
 def test_a_failed_openvino_query_raises_and_the_next_query_of_its_length_runs_on_a_fresh_model(
