@@ -162,6 +162,7 @@ class OpenVinoEmbedder:
         try:
             hidden = requests[length][1].infer(feed)[0]
         except BaseException:
+            del requests[length]  # it holds the model
             with self._query_lock:  # as for batches: the next query runs on a model compiled afresh
                 if self._query_models.get(length) is model:
                     del self._query_models[length]

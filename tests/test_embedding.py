@@ -168,6 +168,7 @@ def test_a_failed_openvino_query_raises_and_the_next_query_of_its_length_runs_on
     with pytest.raises(Exception):  # noqa: B017 - whatever OpenVINO raises for a malformed input
         embedder.embed([short])
     assert length not in embedder._query_models and embedder._query_models[other] is kept
+    assert length not in embedder._local.requests  # nor does the thread's cache hold on to it
     np.testing.assert_allclose(embedder.embed([short])[0], want[0], atol=1e-4)
     assert embedder._query_models[length] is not model
 
