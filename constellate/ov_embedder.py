@@ -86,7 +86,7 @@ class OpenVinoEmbedder:
         self._requests: list[Any] = []
         self._cores = cpu_threads()
         self.query_lengths = query_lengths(self.max_length)
-        self._query_models: dict[int, Any] = {}  # padded length -> its static model, made when first asked
+        self._query_models: dict[int, Any] = {}  # padded length (or ANY_LENGTH) -> its model, made when asked
         self._local = threading.local()
         self._batch_lock = threading.Lock()
         self._query_lock = threading.Lock()
