@@ -32,4 +32,4 @@ RUN useradd --create-home --uid 10001 constellate && mkdir -p /data /opt/numba-c
     && chown -R constellate /data /opt/numba-cache
 USER constellate
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "api.wsgi:app"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "120", "api.wsgi:app"]

@@ -1,8 +1,14 @@
-"""WSGI entry for gunicorn (service mode): ``gunicorn 'api.wsgi:app'``. Settings are built here."""
+"""WSGI entry for gunicorn (service mode): ``gunicorn 'api.wsgi:app'``. Settings are built here.
+
+Each worker loads the encoder and compiles its query models before it takes a request (made on
+first use, the first searches waited for them); gunicorn's ``--timeout`` must cover that load.
+"""
 
 from api import create_app
 from constellate import jsonlog
 from constellate.config import get_settings
+from constellate.embedding import embedder_for
 
 jsonlog.configure()
-app = create_app(get_settings())
+settings = get_settings()
+app = create_app(settings, embedder=embedder_for(settings))

@@ -98,10 +98,14 @@ def api(host: str, port: int) -> None:
 
     from api import create_app
     from constellate import jsonlog
+    from constellate.embedding import embedder_for
 
     jsonlog.configure()
     settings = get_settings()
-    serve(create_app(settings), host=host, port=port, threads=settings.api_threads)
+    # the encoder is loaded and its query models compiled before the first request, as in `up`:
+    # made on first use, the first searches waited seconds for the load and ~0.3 s per query model
+    app = create_app(settings, embedder=embedder_for(settings))
+    serve(app, host=host, port=port, threads=settings.api_threads)
 
 
 @main.command(name="ingestion")
