@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from constellate.exceptions import ConfigError
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -283,13 +285,19 @@ def load_embedder(
     ``backend``: ``torch`` (sentence-transformers), ``onnx`` or ``onnx-int8`` (ONNX Runtime; the
     export is cached under ``cache_dir``), ``openvino`` (OpenVINO on the same export, bf16 where the
     CPU has it natively) or ``openvino-f32``. When a runtime is missing or the export or session
-    fails, the next backend down is used (openvino -> onnx -> torch) and a warning says why.
+    fails, the next backend down is used (openvino -> onnx -> torch) and a warning says why. A model
+    that cannot be loaded at all (no such path, not in the offline cache) raises ``ConfigError``.
     """
     name = model if not Path(model).exists() else str(Path(model).resolve())
     with _lock:
         base = _loaded.get((name, device, "torch"))
         if base is None:
-            base = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
+            try:
+                base = SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)
+            except (OSError, ValueError) as exc:  # no such path, or not in the offline cache
+                raise ConfigError(
+                    f"cannot load the embedding model {model!r} (CONSTELLATE_MODEL): {type(exc).__name__}: {exc}"
+                ) from exc
             _loaded[(name, device, "torch")] = base
         assert isinstance(base, SentenceTransformerEmbedder)
         base.batch_size = batch_size

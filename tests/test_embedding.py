@@ -26,6 +26,15 @@ def test_model_is_loaded_once_per_process(real_embedder: Embedder) -> None:
     assert real_embedder.embed([]).shape == (0, 384)
 
 
+def test_a_model_that_cannot_be_loaded_is_a_config_error_naming_the_setting(tmp_path) -> None:
+    from constellate.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="CONSTELLATE_MODEL"):
+        load_embedder(str(tmp_path / "no-such-model"))
+    with pytest.raises(ConfigError, match="not-a-cached-model"):  # offline: not in the HF cache
+        load_embedder("someone/not-a-cached-model")
+
+
 def test_normalize_keeps_zero_rows() -> None:
     out = normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])

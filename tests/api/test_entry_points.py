@@ -44,6 +44,7 @@ def test_api_command_serves_an_app_whose_encoder_is_loaded_and_warm(monkeypatch,
 
     monkeypatch.setattr("constellate.embedding.embedder_for", fake_embedder_for)
     monkeypatch.setattr("waitress.serve", fake_serve)
+    monkeypatch.setattr("constellate.jsonlog.configure", lambda *a, **k: None)  # keep pytest's logging
     monkeypatch.setenv("CONSTELLATE_DATA_DIR", str(tmp_path / "d"))
     result = CliRunner().invoke(main, ["api", "--port", "8765"], catch_exceptions=False)
     assert result.exit_code == 0
@@ -51,6 +52,19 @@ def test_api_command_serves_an_app_whose_encoder_is_loaded_and_warm(monkeypatch,
     assert served["warmed_when_served"] == 1  # warmed before waitress took a request
     assert served["app"].extensions["constellate"].embedder is made[0]
     assert served["port"] == 8765
+
+
+def test_api_command_with_a_model_it_cannot_load_exits_with_a_message(monkeypatch, tmp_path: Path) -> None:
+    served: list[Any] = []
+    monkeypatch.setattr("waitress.serve", lambda app, **kw: served.append(app))
+    monkeypatch.setattr("constellate.jsonlog.configure", lambda *a, **k: None)
+    monkeypatch.setenv("CONSTELLATE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("CONSTELLATE_MODEL", str(tmp_path / "no-such-model"))
+    result = CliRunner().invoke(main, ["api", "--port", "8765"])
+    assert result.exit_code == 1
+    assert "cannot load the embedding model" in result.output and "CONSTELLATE_MODEL" in result.output
+    assert "Traceback" not in result.output
+    assert served == []  # it never served
 
 
 @pytest.mark.slow
