@@ -45,7 +45,7 @@ def query_hints(cores: int) -> dict[str, Any]:
 # Queries are padded to one of these lengths and run on a model compiled for that static shape: on the
 # dynamic model, every change of input shape between calls cost ~1.5-2 ms (600 Banking77 queries
 # one at a time: 5.6 ms each in arrival order, 3.7-4.1 sorted by length; on static models 4.4 ms).
-# Nine in ten Banking77 queries have at most 29 tokens; longer ones run on the dynamic model
+# 94 % of Banking77's 13,072 distinct texts have at most 32 tokens; longer ones run on the dynamic model
 # (ANY_LENGTH). A model costs ~60 MB; a server compiles all five before its first request.
 QUERY_LENGTHS = (8, 16, 24, 32)
 ANY_LENGTH = 0
